@@ -1,0 +1,172 @@
+"""Scan a corpus tree into a manifest: one walk, headers only, every bad file kept with a reason."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import soundfile
+from tqdm import tqdm
+
+from ser_ray.corpus.manifest import MANIFEST_COLUMNS, Skipped, write_manifest
+from ser_ray.corpus.reader import CorpusReader, SkipFile, get_reader
+from ser_ray.errors import UserError
+
+AUDIO_SUFFIX = ".wav"
+DEFAULT_MIN_DURATION_S = 0.1
+
+
+@dataclass(frozen=True)
+class AudioHeader:
+    duration_s: float
+    sample_rate: int
+    channels: int
+
+
+@dataclass
+class ScanResult:
+    corpus: str
+    root: Path
+    manifest: pd.DataFrame
+    skipped: list[Skipped]
+    notes: list[str] = field(default_factory=list)
+    ignored_files: int = 0
+
+    def provenance(self) -> dict[str, object]:
+        return {
+            "corpus": self.corpus,
+            "root": str(self.root),
+            "utterances": len(self.manifest),
+            "skipped": len(self.skipped),
+            "notes": self.notes,
+        }
+
+
+def walk_files(root: Path) -> Iterator[Path]:
+    """Every file under root except hidden ones (`._*` AppleDouble, `.DS_Store`, `.git/`)."""
+    for directory, subdirs, names in os.walk(root):
+        subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
+        for name in sorted(names):
+            if not name.startswith("."):
+                yield Path(directory, name)
+
+
+def probe_header(path: Path, min_duration_s: float) -> AudioHeader:
+    """Read the header only (no decoding) or raise SkipFile naming what is wrong."""
+    if path.stat().st_size == 0:
+        raise SkipFile("empty", "empty file (0 bytes)")
+    try:
+        info = soundfile.info(str(path))
+    except (RuntimeError, soundfile.LibsndfileError) as error:
+        with path.open("rb") as handle:
+            magic = handle.read(4)
+        if magic in (b"RIFF", b"RIFX", b"RF64"):
+            raise SkipFile("bad_header", f"unreadable WAV header ({error})") from error
+        raise SkipFile("not_audio", "not an audio file (no RIFF/WAV header)") from error
+    if info.frames == 0 or info.samplerate <= 0:
+        raise SkipFile("empty", "WAV header declares no audio samples")
+    duration_s = info.frames / info.samplerate
+    if duration_s < min_duration_s:
+        raise SkipFile(
+            "too_short", f"too short ({duration_s:.3f} s < minimum {min_duration_s:g} s)"
+        )
+    return AudioHeader(duration_s, int(info.samplerate), int(info.channels))
+
+
+def scan_corpus(
+    corpus: str,
+    root: Path,
+    min_duration_s: float = DEFAULT_MIN_DURATION_S,
+    progress: bool = False,
+) -> ScanResult:
+    """Read every labelled utterance of `corpus` under `root`; a bad file never stops the scan."""
+    reader_class = get_reader(corpus)
+    if not root.is_dir():
+        raise UserError(f"corpus root {root} is not a directory")
+    files = list(walk_files(root))
+    reader = reader_class(root, files)
+    audio_files = [path for path in files if path.suffix.lower() == AUDIO_SUFFIX]
+    rows: list[dict[str, object]] = []
+    skipped: list[Skipped] = []
+    first_path_of: dict[str, Path] = {}
+    for path in tqdm(audio_files, desc=f"scan {corpus}", unit="file", disable=not progress):
+        try:
+            rows.append(_row(reader, path, min_duration_s, first_path_of))
+        except SkipFile as skip:
+            skipped.append(Skipped(str(path), skip.reason_code, skip.reason))
+    manifest = pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS))
+    return ScanResult(
+        corpus=corpus,
+        root=root,
+        manifest=manifest,
+        skipped=skipped,
+        notes=reader.notes,
+        ignored_files=len(files) - len(audio_files),
+    )
+
+
+def _row(
+    reader: CorpusReader, path: Path, min_duration_s: float, first_path_of: dict[str, Path]
+) -> dict[str, object]:
+    fields = reader.fields(path)
+    if fields.utterance_id in first_path_of:
+        raise SkipFile(
+            "duplicate",
+            f"duplicate of {first_path_of[fields.utterance_id]} (same utterance id "
+            f"{fields.utterance_id})",
+        )
+    header = probe_header(path, min_duration_s)
+    first_path_of[fields.utterance_id] = path
+    return {
+        "utterance_id": fields.utterance_id,
+        "path": str(path),
+        "corpus": reader.name,
+        "speaker": reader.speaker_id(fields.speaker),
+        "gender": fields.gender,
+        "session": fields.session,
+        "raw_label": fields.raw_label,
+        "label": reader.canonical_label(fields.raw_label),
+        "duration_s": header.duration_s,
+        "sample_rate": header.sample_rate,
+        "channels": header.channels,
+        "improvised": fields.improvised,
+    }
+
+
+def summarize(result: ScanResult) -> str:
+    """The scan summary a person reads: counts per label, per speaker, and skipped per reason."""
+    lines = [f"{result.corpus}: {len(result.manifest)} utterances from {result.root}"]
+    lines.extend(describe_manifest(result.manifest))
+    if result.skipped:
+        reasons = pd.Series([s.reason_code for s in result.skipped])
+        lines.append(f"  skipped {len(result.skipped)}: " + _counts(reasons))
+    if result.ignored_files:
+        lines.append(f"  ignored {result.ignored_files} files that are not {AUDIO_SUFFIX}")
+    lines.extend(f"  note: {note}" for note in result.notes)
+    return "\n".join(lines)
+
+
+def describe_manifest(manifest: pd.DataFrame) -> list[str]:
+    if manifest.empty:
+        return []
+    hours = manifest["duration_s"].sum() / 3600
+    return [
+        f"  {manifest['speaker'].nunique()} speakers, {hours:.2f} h, sample rates "
+        f"{sorted(manifest['sample_rate'].unique().tolist())}, channels "
+        f"{sorted(manifest['channels'].unique().tolist())}",
+        "  per label:   " + _counts(manifest["label"]),
+        "  per speaker: " + _counts(manifest["speaker"]),
+    ]
+
+
+def _counts(values: pd.Series) -> str:
+    counts = values.value_counts().sort_index()
+    return ", ".join(f"{key} {count}" for key, count in counts.items())
+
+
+def write_scan(result: ScanResult, manifest_path: Path) -> None:
+    """The manifest, and `<stem>_skipped.csv` beside it listing every skipped file and why."""
+    write_manifest(result.manifest, manifest_path, result.provenance(), result.skipped)

@@ -13,7 +13,7 @@ onsets -> level, background noise at a given SNR, random gain, peak guard.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from functools import lru_cache
 from typing import Literal
 
@@ -51,11 +51,11 @@ SYLLABLES_PER_S = 4.5
 REFERENCE_RMS = 0.05
 
 # Per-utterance variability that no emotion controls: one actor never says two lines alike.
-NATURAL_F0_SHIFT_SD_ST = 1.5
+NATURAL_F0_SHIFT_SD_ST = 1.0
 NATURAL_F0_RANGE_SD = 0.25
 NATURAL_TEMPO_SD = 0.08
-NATURAL_LEVEL_SD_DB = 1.5
-NATURAL_TILT_SD = 0.08
+NATURAL_LEVEL_SD_DB = 1.0
+NATURAL_TILT_SD = 0.05
 
 
 @dataclass(frozen=True)
@@ -122,6 +122,9 @@ class SpeakerVoice:
 
 @dataclass(frozen=True)
 class Syllable:
+    """Times in seconds from the utterance start; `consonant` indexes CONSONANT_BANDS_HZ
+    (None: the syllable is a bare vowel)."""
+
     onset_s: float
     vowel_start_s: float
     end_s: float
@@ -154,26 +157,10 @@ def synthesize(
     +-gain_jitter_db) comes after the emotion's level so loudness alone cannot give it away.
     """
     n_samples = max(1, round(duration_s * sample_rate))
-    duration_s = n_samples / sample_rate
-    style = blend(EMOTION_STYLES["neutral"], style, strength)
-    style = vary_naturally(style, rng)
-    tilt = float(np.clip(style.tilt + speaker.tilt_offset, 0.0, 1.0))
-    breath = max(0.0, style.breath + speaker.breath_offset)
-
-    timeline = plan_syllables(duration_s, style, rng)
-    frame_times = np.arange(int(np.ceil(duration_s / CONTROL_FRAME_S)) + 1) * CONTROL_FRAME_S
-    sample_times = np.arange(n_samples) / sample_rate
-    voicing = np.interp(sample_times, frame_times, vowel_envelope(frame_times, timeline))
-    f0_hz = f0_contour(frame_times, sample_times, timeline, style, speaker, rng)
-
-    source = glottal_source(f0_hz, sample_rate, style, tilt, breath, rng) * voicing
-    formants_hz = formant_tracks(timeline, speaker, n_samples, sample_rate)
-    voiced = vocal_tract(source, formants_hz, sample_rate)
-    speech_rms = active_rms(voiced, voicing)
-    consonants = consonant_noise(timeline, n_samples, sample_rate, rng)
-    speech = voiced + CONSONANT_LEVEL * speech_rms * consonants
-
-    speech *= REFERENCE_RMS * 10.0 ** (style.level_db / 20.0) / max(speech_rms, 1e-12)
+    style = vary_naturally(blend(EMOTION_STYLES["neutral"], style, strength), rng)
+    speech, voicing = speak(style, speaker, n_samples, sample_rate, rng)
+    level_rms = REFERENCE_RMS * 10.0 ** (style.level_db / 20.0)
+    speech *= level_rms / max(active_rms(speech, voicing), 1e-12)
     noise_rms = active_rms(speech, voicing) * 10.0 ** (-snr_db / 20.0)
     speech += noise_rms * rng.standard_normal(n_samples)
     speech *= 10.0 ** (rng.uniform(-gain_jitter_db, gain_jitter_db) / 20.0)
@@ -183,17 +170,38 @@ def synthesize(
     return speech.astype(np.float32)
 
 
+def speak(
+    style: EmotionStyle,
+    speaker: SpeakerVoice,
+    n_samples: int,
+    sample_rate: int,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Clean speech at an arbitrary level, and its voicing envelope per sample."""
+    duration_s = n_samples / sample_rate
+    tilt = float(np.clip(style.tilt + speaker.tilt_offset, 0.0, 1.0))
+    breath = max(0.0, style.breath + speaker.breath_offset)
+    timeline = plan_syllables(duration_s, style, rng)
+    frame_times = np.arange(int(np.ceil(duration_s / CONTROL_FRAME_S)) + 1) * CONTROL_FRAME_S
+    sample_times = np.arange(n_samples) / sample_rate
+    voicing = np.interp(sample_times, frame_times, vowel_envelope(frame_times, timeline))
+    f0_hz = f0_contour(frame_times, sample_times, timeline, style, speaker, rng)
+    source = glottal_source(f0_hz, sample_rate, style, tilt, breath, rng) * voicing
+    formants_hz = formant_tracks(timeline, speaker, n_samples, sample_rate)
+    voiced = vocal_tract(source, formants_hz, sample_rate)
+    consonants = consonant_noise(timeline, n_samples, sample_rate, rng)
+    return voiced + CONSONANT_LEVEL * active_rms(voiced, voicing) * consonants, voicing
+
+
 def vary_naturally(style: EmotionStyle, rng: np.random.Generator) -> EmotionStyle:
-    """Jitter the parameters one utterance at a time, independently of the emotion's strength."""
-    return EmotionStyle(
+    """Perturb one utterance's prosody and voice quality whatever the emotion's strength."""
+    return replace(
+        style,
         f0_shift_st=style.f0_shift_st + rng.normal(0.0, NATURAL_F0_SHIFT_SD_ST),
         f0_range=style.f0_range * float(np.exp(rng.normal(0.0, NATURAL_F0_RANGE_SD))),
         tempo=style.tempo * float(np.exp(rng.normal(0.0, NATURAL_TEMPO_SD))),
         level_db=style.level_db + rng.normal(0.0, NATURAL_LEVEL_SD_DB),
-        jitter=style.jitter,
-        shimmer=style.shimmer,
         tilt=style.tilt + rng.normal(0.0, NATURAL_TILT_SD),
-        breath=style.breath,
     )
 
 
@@ -220,7 +228,8 @@ def plan_syllables(duration_s: float, style: EmotionStyle, rng: np.random.Genera
                 break
             syllables.append(random_syllable(time_s, length_s, position, vowels, rng))
             time_s += length_s
-        phrase_spans.append((phrase_start_s, time_s))
+        if time_s > phrase_start_s:
+            phrase_spans.append((phrase_start_s, time_s))
         time_s += rng.uniform(0.15, 0.45) / style.tempo
     return Timeline(syllables, phrase_spans)
 
@@ -267,9 +276,10 @@ def f0_contour(
     """F0 per sample: level + per-phrase declination + pitch accents, all excursions scaled by
     the style's range; jitter is a per-frame perturbation on top."""
     semitones = np.full_like(frame_times, style.f0_shift_st)
-    for start_s, end_s in timeline.phrase_spans:
+    for start_s, end_s in timeline.phrase_spans_s:
         inside = (frame_times >= start_s) & (frame_times < end_s)
         progress = (frame_times[inside] - start_s) / max(end_s - start_s, 1e-3)
+        # Each phrase starts high and falls 2.5 semitones (times the range) by its end.
         semitones[inside] += style.f0_range * (1.0 - 2.5 * progress)
     for syllable in timeline.syllables:
         if syllable.accent_st:
@@ -279,7 +289,7 @@ def f0_contour(
             semitones += style.f0_range * syllable.accent_st * bump
     f0_frames = speaker.f0_base_hz * 2.0 ** (semitones / 12.0)
     jitter = 1.0 + style.jitter * rng.standard_normal(frame_times.size)
-    frame_index = np.minimum((sample_times / CONTROL_FRAME_S).astype(np.int64), frame_times.size - 1)
+    frame_index = (sample_times / CONTROL_FRAME_S).astype(np.int64)
     return np.interp(sample_times, frame_times, f0_frames) * jitter[frame_index]
 
 

@@ -120,16 +120,20 @@ def test_every_real_file_name_parses(
         assert (manifest["gender"] == actors.map(expected_gender)).all()
 
 
-def test_iemocap_real_names_give_the_published_subsets(
-    file_lists: pd.DataFrame, tmp_path: Path
-) -> None:
-    """Speaker = session + turn gender (not the dialog letter), and the per-speaker counts."""
+@pytest.fixture(scope="module")
+def iemocap_manifest(file_lists: pd.DataFrame, tmp_path_factory) -> pd.DataFrame:
+    root = tmp_path_factory.mktemp("iemocap")
     rows = file_lists[file_lists["corpus"] == "iemocap"]
-    template = tmp_path / "template.wav"
+    template = root / "template.wav"
     soundfile.write(template, np.full(1600, 0.1, dtype=np.float32), 16000)
-    build_tree(tmp_path, rows, template)
-    write_iemocap_labels(tmp_path, rows)
-    manifest = scan_corpus("iemocap", tmp_path).manifest
+    build_tree(root, rows, template)
+    write_iemocap_labels(root, rows)
+    return scan_corpus("iemocap", root).manifest
+
+
+def test_iemocap_real_names_give_the_published_subsets(iemocap_manifest: pd.DataFrame) -> None:
+    """Speaker = session + turn gender (not the dialog letter), and the per-speaker counts."""
+    manifest = iemocap_manifest
     per_speaker = manifest["speaker"].str.split(":").str[1].value_counts().to_dict()
     assert per_speaker == {"01F": 528, "01M": 557, "02F": 481, "02M": 542, "03F": 522,
                            "03M": 629, "04F": 528, "04M": 503, "05F": 590, "05M": 651}
@@ -140,15 +144,8 @@ def test_iemocap_real_names_give_the_published_subsets(
     assert per_session == [1085, 1023, 1151, 1031, 1241]
 
 
-def test_iemocap_selection_gives_the_seed_papers_sets(
-    file_lists: pd.DataFrame, tmp_path: Path
-) -> None:
-    rows = file_lists[file_lists["corpus"] == "iemocap"]
-    template = tmp_path / "template.wav"
-    soundfile.write(template, np.full(1600, 0.1, dtype=np.float32), 16000)
-    build_tree(tmp_path, rows, template)
-    write_iemocap_labels(tmp_path, rows)
-    manifest = scan_corpus("iemocap", tmp_path).manifest
+def test_iemocap_selection_gives_the_seed_papers_sets(iemocap_manifest: pd.DataFrame) -> None:
+    manifest = iemocap_manifest
     four_classes = ("angry", "happy", "neutral", "sad")
 
     full = apply_selection(manifest, Selection(four_classes, {"excited": "happy"}))

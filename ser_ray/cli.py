@@ -40,13 +40,14 @@ def _select(args: argparse.Namespace) -> None:
 def _synth(args: argparse.Namespace) -> None:
     from ser_ray.synth import SynthConfig, write_synthetic_iemocap
 
-    config = SynthConfig(
-        seed=args.seed,
-        sessions=args.sessions,
-        speakers_per_session=args.speakers_per_session,
-        utterances_per_speaker=args.utterances_per_speaker,
-        strength=args.strength,
-    )
+    chosen = {
+        "seed": args.seed,
+        "sessions": args.sessions,
+        "speakers_per_session": args.speakers_per_session,
+        "utterances_per_speaker": args.utterances_per_speaker,
+        "strength": args.strength,
+    }
+    config = SynthConfig(**{name: value for name, value in chosen.items() if value is not None})
     summary = write_synthetic_iemocap(args.out, config, progress=True)
     print(f"wrote {len(summary.records)} utterances to {args.out}")
 
@@ -64,6 +65,33 @@ def _folds(args: argparse.Namespace) -> None:
     print(f"folds: {args.out}")
 
 
+def _features(args: argparse.Namespace) -> None:
+    from ser_ray.features import describe_cache, parse_augmentation, parse_recipe
+    from ser_ray.features.pipeline import build_features
+
+    options = {"versions": parse_versions(args.versions)} if args.versions else {}
+    recipe = parse_recipe({"kind": args.recipe, **options})
+    augmentations = [parse_augmentation(text) for text in args.augment]
+    feature_cache, hit = build_features(
+        args.manifest, recipe, args.cache, augmentations, seed=args.seed,
+        batch_size=args.batch_size, concurrency=args.concurrency,
+    )
+    print(("cache hit: " if hit else "computed: ") + str(feature_cache.path))
+    print(describe_cache(feature_cache))
+
+
+def parse_versions(text: str) -> list[int]:
+    """`1-8` or `1,3,5` → a list of STFT versions."""
+    try:
+        if "-" in text:
+            first, last = (int(part) for part in text.split("-", 1))
+            return list(range(first, last + 1))
+        return [int(part) for part in text.split(",")]
+    except ValueError as error:
+        raise UserError(f"--versions {text!r}: write a range like 1-8 or a list like 1,3,5") \
+            from error
+
+
 def _demo(args: argparse.Namespace) -> None:
     from ser_ray.demo import run_demo
 
@@ -74,6 +102,33 @@ def _bench_scan(args: argparse.Namespace) -> None:
     from ser_ray.bench import bench_scan
 
     bench_scan(args.files)
+
+
+def _bench_models(args: argparse.Namespace) -> None:
+    from ser_ray.bench import bench_models
+
+    bench_models(args.seconds)
+
+
+def _models(args: argparse.Namespace) -> None:
+    from tabulate import tabulate
+
+    from ser_ray import models
+
+    rows = [
+        (name, "model", "-", models.input_shape(name), models.count_parameters(
+            models.build(name, num_classes=4)), "default options, 4 classes")
+        for name in models.names()
+    ]
+    for preset_name in models.preset_names():
+        chosen = models.get_preset(preset_name)
+        rows.append((
+            preset_name, chosen.model, chosen.num_classes,
+            models.input_shape(chosen.model, **chosen.options),
+            models.count_parameters(models.build_preset(chosen)), chosen.description,
+        ))
+    print(tabulate(rows, headers=["name", "model", "classes", "input", "parameters", "what"],
+                   intfmt=","))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,12 +159,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     synth = corpus_commands.add_parser("synth", help="write the offline IEMOCAP-shaped corpus")
     synth.add_argument("--out", required=True, type=Path)
-    synth.add_argument("--seed", type=int, default=0)
-    synth.add_argument("--sessions", type=int, default=5)
-    synth.add_argument("--speakers-per-session", type=int, default=2)
-    synth.add_argument("--utterances-per-speaker", type=int, default=50)
-    synth.add_argument("--strength", type=float, default=None,
-                       help="0..1: how strongly emotions shape the voice")
+    synth.add_argument("--seed", type=int, help="default 0")
+    synth.add_argument("--sessions", type=int, help="1..5 (default 5)")
+    synth.add_argument("--speakers-per-session", type=int, help="1 or 2 (default 2)")
+    synth.add_argument("--utterances-per-speaker", type=int, help="default 50")
+    synth.add_argument("--strength", type=float,
+                       help="0..1: how strongly emotions shape the voice (default 1)")
     synth.set_defaults(handler=_synth)
 
     folds = commands.add_parser("folds", help="speaker/session-aware folds with a leak check")
@@ -121,15 +176,36 @@ def build_parser() -> argparse.ArgumentParser:
     folds.add_argument("--out", required=True, type=Path)
     folds.set_defaults(handler=_folds)
 
+    features = commands.add_parser("features", help="Ray Data features into a content cache")
+    features.add_argument("--manifest", required=True, type=Path)
+    features.add_argument("--recipe", required=True,
+                          help="logmel, mfcc_segments, zcr_mfcc_vector or spectral_stats")
+    features.add_argument("--versions", help="logmel STFT versions, e.g. 1-8 or 2,4")
+    features.add_argument("--augment", action="append", default=[], metavar="SPEC",
+                          help="extra training copies, e.g. noise:snr=20 (repeatable)")
+    features.add_argument("--cache", required=True, type=Path, help="cache root folder")
+    features.add_argument("--seed", type=int, default=0, help="augmentation seed")
+    features.add_argument("--batch-size", type=int, default=8)
+    features.add_argument("--concurrency", type=int, default=None,
+                          help="parallel featurizers (default: the cluster's CPUs)")
+    features.set_defaults(handler=_features)
+
     demo = commands.add_parser("demo", help="the offline demo on the synthetic corpus")
     demo.add_argument("--out", type=Path, default=Path("runs/demo"))
     demo.set_defaults(handler=_demo)
+
+    listing = commands.add_parser("models", help="every model and preset, shape and size")
+    listing.set_defaults(handler=_models)
 
     bench = commands.add_parser("bench", help="benchmarks that print ratios to a baseline")
     bench_commands = bench.add_subparsers(dest="bench_command", required=True)
     bench_scan = bench_commands.add_parser("scan", help="header-only scan vs decoding")
     bench_scan.add_argument("--files", type=int, default=10_000)
     bench_scan.set_defaults(handler=_bench_scan)
+    bench_models = bench_commands.add_parser("models", help="train-step throughput per preset")
+    bench_models.add_argument("--seconds", type=float, default=2.0,
+                              help="time per preset and device (default 2)")
+    bench_models.set_defaults(handler=_bench_models)
     return parser
 
 

@@ -1,0 +1,39 @@
+"""Decode one file to a mono float32 waveform at the recipe's rate, or say why it is unusable.
+
+Stereo and other sample rates are normal input: channels are averaged and the signal is
+resampled with soxr. A file that decodes but holds nothing usable (NaN/inf samples, all
+zeros) is refused here, before any feature is computed from it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import soundfile
+import soxr
+
+
+class BadAudio(Exception):
+    def __init__(self, reason_code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.reason_code = reason_code
+        self.reason = reason
+
+
+def load_waveform(path: str | Path, sample_rate: int) -> np.ndarray:
+    """(samples,) float32 mono at `sample_rate`, or BadAudio naming what is wrong."""
+    try:
+        samples, native_rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    except (RuntimeError, soundfile.LibsndfileError) as error:
+        raise BadAudio("decode_error", f"could not decode audio ({error})") from error
+    if samples.shape[0] == 0:
+        raise BadAudio("empty", "no audio samples")
+    if not np.isfinite(samples).all():
+        raise BadAudio("not_finite", "NaN or infinite samples")
+    mono = samples.mean(axis=1)
+    if not np.any(mono):
+        raise BadAudio("all_zero", "every sample is zero (silent file)")
+    if native_rate != sample_rate:
+        mono = soxr.resample(mono, native_rate, sample_rate, quality="HQ")
+    return np.ascontiguousarray(mono, dtype=np.float32)

@@ -1,0 +1,38 @@
+"""Seed architectures, one file each, registered by name; presets are paper configurations.
+
+    >>> from ser_ray import models
+    >>> model = models.build("eca_cnn", num_classes=4, scale=1)
+    >>> models.count_parameters(model)
+    76660
+"""
+
+from ser_ray.models import cnn1d_csa, ctmam, eca_cnn, eca_cnn_bilstm  # noqa: F401  (registers)
+from ser_ray.models.registry import (
+    PRESETS,
+    ModelOptions,
+    Preset,
+    SerModel,
+    build,
+    build_preset,
+    count_parameters,
+    get_preset,
+    input_shape,
+    names,
+    preset,
+    preset_names,
+)
+
+__all__ = [
+    "PRESETS",
+    "ModelOptions",
+    "Preset",
+    "SerModel",
+    "build",
+    "build_preset",
+    "count_parameters",
+    "get_preset",
+    "input_shape",
+    "names",
+    "preset",
+    "preset_names",
+]

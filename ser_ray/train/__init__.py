@@ -1,0 +1,1 @@
+"""Training stage: losses now; the fold loop comes next."""

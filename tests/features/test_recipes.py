@@ -1,0 +1,284 @@
+"""Feature recipes: validation, shapes, and numbers against the librosa calls they imitate.
+
+Tolerances are absolute, in each output's own units; the maxima measured on these inputs are
+one to two orders of magnitude below them:
+  log-Mel (natural log of power)                1e-3   measured ≤ 7e-5
+  MFCC (dB-cepstral, values up to ~±700,
+        so relative ≈ 1.5e-5 of the largest)    1e-2   measured ≤ 1e-4 segments, ≤ 1.2e-3 vectors
+  ZCR (fraction of crossings)                   1e-7   measured 0 (exact counts)
+  150-d statistics                              rtol 1e-4 + atol 1e-3, measured rel ≤ 6e-6
+"""
+
+from __future__ import annotations
+
+import librosa
+import numpy as np
+import pytest
+import scipy.signal
+import torch
+
+from ser_ray.errors import UserError
+from ser_ray.features.logmel import center_pad_or_crop
+from ser_ray.features.mfcc_segments import tile_to_length
+from ser_ray.features.recipes import (
+    FeatureItem,
+    LogMelRecipe,
+    MfccSegmentsRecipe,
+    SpectralStatsRecipe,
+    ZcrMfccVectorRecipe,
+    parse_recipe,
+    recipe_names,
+)
+
+LOGMEL_ATOL = 1e-3
+MFCC_ATOL = 1e-2
+ZCR_ATOL = 1e-7
+STATS_RTOL, STATS_ATOL = 1e-4, 1e-3
+
+pytestmark = [
+    # Short FFTs leave the lowest HTK bands empty; tiny inputs are shorter than n_fft.
+    pytest.mark.filterwarnings("ignore:Empty filters detected:UserWarning"),
+    pytest.mark.filterwarnings("ignore:n_fft=.* is too large:UserWarning"),
+]
+
+
+def speech_like(seconds: float, sample_rate: int, seed: int = 0) -> np.ndarray:
+    """A rising chirp plus noise, with a silent stretch so that dB floors are exercised."""
+    rng = np.random.default_rng(seed)
+    n = max(1, round(seconds * sample_rate))
+    t = np.arange(n) / sample_rate
+    wave = 0.3 * np.sin(2 * np.pi * (150 + 400 * t) * t) + 0.03 * rng.standard_normal(n)
+    wave[n // 3: n // 3 + n // 8] = 0.0
+    return wave.astype(np.float32)
+
+
+# --- parsing and validation ----------------------------------------------------------------
+
+def test_recipe_names_defaults_and_shapes() -> None:
+    assert recipe_names() == ["logmel", "mfcc_segments", "spectral_stats", "zcr_mfcc_vector"]
+    shapes = {name: parse_recipe(name).feature_shape() for name in recipe_names()}
+    assert shapes == {"logmel": (64, 601), "mfcc_segments": (26, 57),
+                      "spectral_stats": (150,), "zcr_mfcc_vector": (2268,)}
+    assert parse_recipe("logmel").variant_values() == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert parse_recipe("mfcc_segments").variant_values() == [None]
+
+
+@pytest.mark.parametrize("name", recipe_names())
+def test_recipe_round_trips_through_json(name: str) -> None:
+    recipe = parse_recipe(name)
+    assert parse_recipe(recipe.model_dump(mode="json")) == recipe
+    assert parse_recipe(recipe) is recipe
+
+
+def test_unknown_field_is_named_with_the_allowed_fields() -> None:
+    with pytest.raises(UserError, match=r"unknown field 'windw'.*window_ms"):
+        parse_recipe({"kind": "logmel", "windw": "hann"})
+
+
+def test_bad_choice_lists_the_allowed_values() -> None:
+    with pytest.raises(UserError, match=r"field 'window' = 'rect'.*'hamming' or 'hann'"):
+        parse_recipe({"kind": "logmel", "window": "rect"})
+
+
+def test_unknown_kind_lists_the_recipes() -> None:
+    with pytest.raises(UserError, match="recipes: logmel, mfcc_segments, spectral_stats"):
+        parse_recipe("log_mel")
+    with pytest.raises(UserError, match="unknown feature recipe None"):
+        parse_recipe({"versions": [1]})
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"kind": "logmel", "versions": [9]}, "drawn from 1..8"),
+    ({"kind": "logmel", "versions": [2, 2]}, "must not repeat"),
+    ({"kind": "logmel", "versions": []}, "versions"),
+    ({"kind": "logmel", "center": False}, r"same frame count.*599"),
+    ({"kind": "logmel", "fmax": 9000}, "fmax=9000"),
+    ({"kind": "logmel", "n_fft": 256, "versions": [3]}, "shorter than version 3's window"),
+    ({"kind": "logmel", "window_ms": 25, "versions": [1]}, "single version 0"),
+    ({"kind": "mfcc_segments", "n_mfcc": 200}, "n_mfcc must not exceed n_mels"),
+    ({"kind": "mfcc_segments", "top_db": -1}, "top_db"),
+    ({"kind": "zcr_mfcc_vector", "frame_length": 2047}, "frame_length must be even"),
+])
+def test_bad_values_are_user_errors(fields: dict, message: str) -> None:
+    with pytest.raises(UserError, match=message):
+        parse_recipe(fields)
+
+
+def test_custom_window_is_the_single_version_zero() -> None:
+    recipe = LogMelRecipe(window_ms=25)
+    assert parse_recipe({"kind": "logmel", "window_ms": 25}) == recipe
+    assert recipe.variant_values() == [0]
+    assert recipe.window_length(0) == 400
+    [[item]] = recipe.featurize_batch([speech_like(1.0, 16000)])
+    assert item.stft_version == 0 and item.features.shape == (64, 601)
+
+
+def test_malformed_waveforms_are_rejected() -> None:
+    recipe = LogMelRecipe(versions=(1,))
+    assert recipe.featurize_batch([]) == []
+    with pytest.raises(ValueError, match="waveform 1 must be 1-D"):
+        recipe.featurize_batch([np.zeros(10, np.float32), np.zeros((2, 10), np.float32)])
+    with pytest.raises(ValueError, match="at least one sample"):
+        recipe.featurize_batch([np.zeros(0, np.float32)])
+
+
+# --- log-Mel (eca_cnn, spec §1.2) ----------------------------------------------------------
+
+def test_center_pad_or_crop_puts_the_odd_sample_at_the_end() -> None:
+    ramp = np.arange(1, 6, dtype=np.float32)            # 5 samples → 8: pad 1 before, 2 after
+    assert center_pad_or_crop(ramp, 8).tolist() == [0, 1, 2, 3, 4, 5, 0, 0]
+    ramp = np.arange(11, dtype=np.float32)              # 11 → 6: cut 2 before, 3 after
+    assert center_pad_or_crop(ramp, 6).tolist() == [2, 3, 4, 5, 6, 7]
+    assert center_pad_or_crop(ramp, 11).tolist() == ramp.tolist()
+
+
+@pytest.mark.parametrize("seconds", [1 / 16000, 1.0, 6.0, 10.0])
+def test_logmel_is_64_by_601_for_every_version_and_length(seconds: float) -> None:
+    [items] = LogMelRecipe().featurize_batch([speech_like(seconds, 16000)])
+    assert [item.stft_version for item in items] == list(range(1, 9))
+    assert all(item.segment_index is None for item in items)
+    assert all(item.features.shape == (64, 601) for item in items)
+    assert all(item.features.dtype == np.float32 for item in items)
+
+
+def librosa_log_mel(fixed: np.ndarray, recipe: LogMelRecipe, version: int) -> np.ndarray:
+    window = recipe.window_length(version)
+    power = librosa.feature.melspectrogram(
+        y=fixed, sr=recipe.sample_rate, n_fft=recipe.fft_length(version),
+        hop_length=recipe.hop_length, win_length=window,
+        window=scipy.signal.get_window(recipe.window, window, fftbins=True),
+        center=recipe.center, pad_mode=recipe.pad_mode, power=2.0, n_mels=recipe.n_mels,
+        fmin=recipe.fmin, fmax=recipe.fmax, htk=recipe.mel_scale == "htk",
+        norm="slaney" if recipe.mel_norm == "slaney" else None)
+    return np.log(power + recipe.log_floor)
+
+
+def test_logmel_matches_librosa_for_all_versions_in_a_mixed_batch() -> None:
+    recipe = LogMelRecipe()
+    waves = [speech_like(4.0, 16000, seed=1), speech_like(7.5, 16000, seed=2)]
+    for wave, items in zip(waves, recipe.featurize_batch(waves), strict=True):
+        fixed = center_pad_or_crop(wave, recipe.n_samples)
+        for version, item in zip(recipe.versions, items, strict=True):
+            assert item.stft_version == version
+            reference = librosa_log_mel(fixed, recipe, version)
+            np.testing.assert_allclose(item.features, reference, rtol=0, atol=LOGMEL_ATOL)
+
+
+@pytest.mark.parametrize("fields", [
+    {"versions": (5,), "mel_scale": "slaney", "window": "hann", "n_fft": 1024},
+    {"versions": (2,), "center": False, "mel_norm": "none", "pad_mode": "reflect"},
+    {"versions": (8,), "pad_mode": "reflect", "fmin": 50.0, "fmax": 7600.0, "n_mels": 40},
+])
+def test_logmel_knobs_match_librosa(fields: dict) -> None:
+    recipe = LogMelRecipe(**fields)
+    wave = speech_like(3.0, 16000, seed=3)
+    [[item]] = recipe.featurize_batch([wave])
+    assert item.features.shape == recipe.feature_shape()
+    reference = librosa_log_mel(center_pad_or_crop(wave, recipe.n_samples), recipe,
+                                recipe.versions[0])
+    np.testing.assert_allclose(item.features, reference, rtol=0, atol=LOGMEL_ATOL)
+
+
+@pytest.mark.parametrize(("version", "frames"), [
+    (1, 599), (2, 599), (3, 598), (4, 598), (5, 597), (6, 597), (7, 596), (8, 596),
+])
+def test_matlab_framing_frame_counts(version: int, frames: int) -> None:
+    recipe = LogMelRecipe(versions=(version,), center=False)
+    assert recipe.feature_shape() == (64, frames)
+    [[item]] = recipe.featurize_batch([speech_like(6.0, 16000)])
+    assert item.features.shape == (64, frames)
+
+
+def test_torchaudio_agrees_with_logmel() -> None:
+    torchaudio = pytest.importorskip("torchaudio")
+    recipe = LogMelRecipe()
+    wave = speech_like(6.0, 16000, seed=4)
+    [items] = recipe.featurize_batch([wave])
+    for version, item in zip(recipe.versions, items, strict=True):
+        window = recipe.window_length(version)
+        transform = torchaudio.transforms.MelSpectrogram(
+            sample_rate=16000, n_fft=window, win_length=window, hop_length=160, f_min=0.0,
+            f_max=8000.0, n_mels=64, window_fn=torch.hamming_window, power=2.0, center=True,
+            pad_mode="constant", norm="slaney", mel_scale="htk")
+        reference = torch.log(transform(torch.from_numpy(wave)) + 1e-6).numpy()
+        np.testing.assert_allclose(item.features, reference, rtol=0, atol=LOGMEL_ATOL)
+
+
+# --- MFCC segments (ctmam, spec §2.2) ------------------------------------------------------
+
+@pytest.mark.parametrize(("samples", "segments"), [
+    (1, 1), (8000, 2), (28800, 1), (28800 + 3199, 1), (28800 + 3200, 2), (160000, 42),
+])
+def test_segment_count_tiles_short_utterances(samples: int, segments: int) -> None:
+    tiled = max(samples * -(-28800 // samples), samples)
+    assert segments == (tiled - 28800) // 3200 + 1
+    [items] = MfccSegmentsRecipe().featurize_batch([speech_like(samples / 16000, 16000)])
+    assert [item.segment_index for item in items] == list(range(segments))
+    assert all(item.features.shape == (26, 57) and item.stft_version is None for item in items)
+
+
+def test_mfcc_segments_match_librosa_0_8_1_defaults() -> None:
+    recipe = MfccSegmentsRecipe()
+    waves = [speech_like(0.5, 16000, seed=5), speech_like(2.3, 16000, seed=6)]
+    for wave, items in zip(waves, recipe.featurize_batch(waves), strict=True):
+        tiled = tile_to_length(wave, 28800)
+        for index, item in enumerate(items):
+            assert item.segment_index == index
+            segment = tiled[3200 * index:3200 * index + 28800]
+            reference = librosa.feature.mfcc(y=segment, sr=16000, n_mfcc=26, pad_mode="reflect")
+            np.testing.assert_allclose(item.features, reference, rtol=0, atol=MFCC_ATOL)
+
+
+# --- per-utterance vectors (cnn1d_csa §3.2, eca_cnn_bilstm §4.2) ---------------------------
+
+VECTOR_SECONDS = [4.0, 1.7, 0.3]   # full excerpt, short excerpt, ends before the 0.6 s offset
+
+
+def librosa_excerpt(wave: np.ndarray) -> np.ndarray:
+    start = 13230 if len(wave) > 13230 else 0
+    return wave[start:start + 55125]
+
+
+def test_zcr_mfcc_vector_matches_librosa_in_both_layouts() -> None:
+    waves = [speech_like(s, 22050, seed=7) for s in VECTOR_SECONDS]
+    faithful = ZcrMfccVectorRecipe().featurize_batch(waves)
+    aligned = ZcrMfccVectorRecipe(align_components=True).featurize_batch(waves)
+    for wave, [item], [aligned_item] in zip(waves, faithful, aligned, strict=True):
+        excerpt = librosa_excerpt(wave)
+        zcr = librosa.feature.zero_crossing_rate(excerpt)[0]
+        mfcc = librosa.feature.mfcc(y=excerpt, sr=22050).T.ravel()   # frame-major
+        frames = len(zcr)
+        assert item.features.shape == aligned_item.features.shape == (2268,)
+        for vector, mfcc_start in [(item.features, frames), (aligned_item.features, 108)]:
+            np.testing.assert_allclose(vector[:frames], zcr, rtol=0, atol=ZCR_ATOL)
+            np.testing.assert_allclose(vector[mfcc_start:mfcc_start + mfcc.size], mfcc,
+                                       rtol=0, atol=MFCC_ATOL)
+            rest = np.ones(2268, bool)
+            rest[:frames] = rest[mfcc_start:mfcc_start + mfcc.size] = False
+            assert not vector[rest].any()
+
+
+def test_spectral_stats_match_librosa_means() -> None:
+    waves = [speech_like(s, 22050, seed=8) for s in VECTOR_SECONDS]
+    for wave, [item] in zip(waves, SpectralStatsRecipe().featurize_batch(waves), strict=True):
+        excerpt = librosa_excerpt(wave)
+        reference = np.concatenate([
+            librosa.feature.zero_crossing_rate(excerpt).mean(axis=1),
+            librosa.feature.rms(y=excerpt).mean(axis=1),
+            librosa.feature.mfcc(y=excerpt, sr=22050).mean(axis=1),
+            librosa.feature.melspectrogram(y=excerpt, sr=22050).mean(axis=1),
+        ])
+        assert item.features.shape == (150,)
+        np.testing.assert_allclose(item.features, reference, rtol=STATS_RTOL, atol=STATS_ATOL)
+
+
+# --- every recipe ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", recipe_names())
+def test_silence_stays_finite(name: str) -> None:
+    recipe = parse_recipe(name)
+    [items] = recipe.featurize_batch([np.zeros(recipe.sample_rate * 3, np.float32)])
+    assert all(isinstance(item, FeatureItem) and np.isfinite(item.features).all()
+               for item in items)
+    if name == "logmel":
+        assert np.all(items[0].features == np.float32(np.log(1e-6)))

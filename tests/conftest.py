@@ -1,12 +1,27 @@
-"""Shared test helpers: real WAV files written to disk at any rate and channel count."""
+"""Shared test helpers: real WAV files on disk at any rate and channel count, and one local
+Ray session for every test that needs Ray (starting Ray costs seconds; it is started once)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile
+
+# Set before any Ray process starts: quiet, no auth token file, fast Train polling,
+# one BLAS thread per worker on this 2-core box.
+RAY_TEST_ENVIRONMENT = {
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_AUTH_MODE": "disabled",
+    "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2",
+    "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": "60",
+    "RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS": "0",
+    "OMP_NUM_THREADS": "1",
+}
+for _name, _value in RAY_TEST_ENVIRONMENT.items():
+    os.environ.setdefault(_name, _value)
 
 
 def write_wav(path: Path, sample_rate: int = 16000, channels: int = 1, seconds: float = 0.3,
@@ -21,3 +36,16 @@ def write_wav(path: Path, sample_rate: int = 16000, channels: int = 1, seconds: 
 @pytest.fixture
 def wav_writer():
     return write_wav
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local Ray cluster for the whole test session (2 CPUs, no dashboard)."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, object_store_memory=512 * 1024**2,
+                 logging_level="ERROR")
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    yield ray
+    ray.shutdown()

@@ -80,6 +80,75 @@ def _features(args: argparse.Namespace) -> None:
     print(describe_cache(feature_cache))
 
 
+def _train(args: argparse.Namespace) -> None:
+    import yaml
+
+    from ser_ray import models
+    from ser_ray.features import parse_augmentation, parse_recipe
+    from ser_ray.features.pipeline import build_features
+    from ser_ray.train import ModelChoice, TrainJob, paper_training, train_folds
+    from ser_ray.train.outputs import write_outputs
+    from ser_ray.train.results import epoch_summary, format_epoch
+
+    settings = parse_settings(args.set)
+    train_settings = settings_under(settings, "train.")
+    recipe_settings = settings_under(settings, "recipe.")
+    model_options = {key: value for key, value in settings.items()
+                     if not key.startswith(("train.", "recipe."))}
+    chosen = {"epochs": args.epochs, "seed": args.seed, "test_version": args.version,
+              "train_versions": parse_versions(args.train_versions) if args.train_versions
+              else None, "augmentations": "all" if args.augment else None}
+    train_settings.update({key: value for key, value in chosen.items() if value is not None})
+    config = paper_training(models.family(args.model), train_settings)
+    if args.versions:
+        recipe_settings["versions"] = parse_versions(args.versions)
+    recipe = parse_recipe({"kind": args.recipe, **recipe_settings})
+    feature_cache, _ = build_features(args.manifest, recipe, args.cache,
+                                      [parse_augmentation(text) for text in args.augment])
+    job = TrainJob(manifest=args.manifest, folds=args.folds, cache=feature_cache.path,
+                   model=ModelChoice(name=args.model, options=model_options), train=config)
+    print(f"training {args.model} on {feature_cache.path}:\n"
+          + yaml.safe_dump(config.model_dump(mode="json"), sort_keys=True).rstrip())
+    if args.workers == 0:
+        outcome = train_folds(job, checkpoint_dir=args.out / "checkpoint", on_epoch=lambda
+                              records, run: print(format_epoch(epoch_summary(records),
+                                                               config.epochs), flush=True))
+    else:
+        from ser_ray.train.ray_train import train_folds_on_ray
+
+        outcome = train_folds_on_ray(job, storage_path=args.out / "ray", name="train",
+                                     workers=args.workers, gpus=args.gpus, verbose=True)
+    summary = write_outputs(outcome, args.out)
+    mean = summary["fold_mean"]
+    print(f"selected epochs ({summary['selection']}"
+          f"{', OPTIMISTIC' if summary['optimistic'] else ''}): fold-mean UA "
+          f"{mean['unweighted_accuracy']:.4f}, WA {mean['weighted_accuracy']:.4f}, macro-F1 "
+          f"{mean['macro_f1']:.4f}; pooled UA {summary['pooled']['unweighted_accuracy']:.4f}")
+    print(f"outputs: {args.out}")
+
+
+def parse_settings(items: Sequence[str]) -> dict[str, object]:
+    """`key=value` pairs; values read as YAML (`1e-3` → float, `[5, 6]` → list)."""
+    import yaml
+
+    settings: dict[str, object] = {}
+    for item in items:
+        key, separator, value = item.partition("=")
+        if not separator or not key.strip():
+            raise UserError(f"--set {item!r}: write it as key=value, e.g. scale=2 or "
+                            f"train.lr=0.0005")
+        try:
+            settings[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as error:
+            raise UserError(f"--set {item!r}: the value is not valid YAML ({error})") from error
+    return settings
+
+
+def settings_under(settings: dict[str, object], prefix: str) -> dict[str, object]:
+    return {key.removeprefix(prefix): value for key, value in settings.items()
+            if key.startswith(prefix)}
+
+
 def parse_versions(text: str) -> list[int]:
     """`1-8` or `1,3,5` → a list of STFT versions."""
     try:
@@ -189,6 +258,28 @@ def build_parser() -> argparse.ArgumentParser:
     features.add_argument("--concurrency", type=int, default=None,
                           help="parallel featurizers (default: the cluster's CPUs)")
     features.set_defaults(handler=_features)
+
+    train = commands.add_parser("train", help="k-fold training with SER metrics")
+    train.add_argument("--manifest", required=True, type=Path)
+    train.add_argument("--folds", required=True, type=Path)
+    train.add_argument("--cache", required=True, type=Path, help="feature cache root folder")
+    train.add_argument("--recipe", required=True, help="feature recipe, e.g. logmel")
+    train.add_argument("--versions", help="logmel STFT versions in the cache, e.g. 1-8")
+    train.add_argument("--augment", action="append", default=[], metavar="SPEC",
+                       help="augmented training copies, e.g. noise:snr=20 (repeatable)")
+    train.add_argument("--version", type=int, help="STFT version the test set is scored at")
+    train.add_argument("--train-versions", help="STFT versions that train (STFT augmentation)")
+    train.add_argument("--model", required=True, help="model or preset name (ser-ray models)")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="model option (scale=2), training setting (train.lr=0.0005) or "
+                       "feature recipe field (recipe.duration_s=3); repeatable")
+    train.add_argument("--epochs", type=int, help="default: the paper's")
+    train.add_argument("--seed", type=int)
+    train.add_argument("--workers", type=int, default=1,
+                       help="Ray Train workers (default 1); 0 trains in this process")
+    train.add_argument("--gpus", type=float, default=0, help="GPUs in all (default 0)")
+    train.add_argument("--out", required=True, type=Path)
+    train.set_defaults(handler=_train)
 
     demo = commands.add_parser("demo", help="the offline demo on the synthetic corpus")
     demo.add_argument("--out", type=Path, default=Path("runs/demo"))

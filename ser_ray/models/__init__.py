@@ -15,11 +15,13 @@ from ser_ray.models.registry import (
     build,
     build_preset,
     count_parameters,
+    family,
     get_preset,
     input_shape,
     names,
     preset,
     preset_names,
+    resolve,
 )
 
 __all__ = [
@@ -30,9 +32,11 @@ __all__ = [
     "build",
     "build_preset",
     "count_parameters",
+    "family",
     "get_preset",
     "input_shape",
     "names",
     "preset",
     "preset_names",
+    "resolve",
 ]

@@ -164,6 +164,10 @@ class Cnn1dCsa(SerModel):
     def input_shape(cls, options: Cnn1dCsaOptions) -> tuple[int, ...]:
         return (options.input_length, 1)
 
+    @classmethod
+    def input_options(cls, feature_shape: tuple[int, ...]) -> dict[str, int]:
+        return {"input_length": feature_shape[0]} if len(feature_shape) == 1 else {}
+
     def forward(self, x: Tensor) -> Tensor:
         """(B, L, 1) → (B, num_classes) logits (the softmax lives in the loss)."""
         features = self.features(x.transpose(1, 2))  # (B, C, T)

@@ -147,6 +147,11 @@ class EcaCnn(SerModel):
     def input_shape(cls, options: EcaCnnOptions) -> tuple[int, ...]:
         return (1, options.n_mels, options.n_frames)
 
+    @classmethod
+    def input_options(cls, feature_shape: tuple[int, ...]) -> dict[str, int]:
+        return dict(zip(("n_mels", "n_frames"), feature_shape[-2:])) if len(feature_shape) >= 2 \
+            else {}
+
     def forward(self, x: Tensor) -> Tensor:
         """(B, 1, n_mels, n_frames) → (B, num_classes) logits."""
         return self.classifier(self.features(x))

@@ -138,6 +138,10 @@ class EcaCnnBiLstm(SerModel):
     def input_shape(cls, options: EcaCnnBiLstmOptions) -> tuple[int, ...]:
         return (options.feature_dim, 1)
 
+    @classmethod
+    def input_options(cls, feature_shape: tuple[int, ...]) -> dict[str, int]:
+        return {"feature_dim": feature_shape[0]} if len(feature_shape) == 1 else {}
+
     def forward(self, x: Tensor) -> Tensor:
         """(B, F, 1) → (B, num_classes) logits."""
         local_map = self.local_blocks(x.transpose(1, 2))  # (B, C, L'), L' = F / 2^blocks

@@ -6,6 +6,7 @@ option or an out-of-range value is a user error that names the option and what i
 
 from __future__ import annotations
 
+import math
 from abc import ABCMeta, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,6 +37,11 @@ class SerModel(nn.Module, metaclass=ABCMeta):
     @abstractmethod
     def input_shape(cls, options: ModelOptions) -> tuple[int, ...]:
         """Shape of one example, without the batch dimension."""
+
+    @classmethod
+    def input_options(cls, feature_shape: tuple[int, ...]) -> dict[str, Any]:
+        """Options that size the model for features of `feature_shape`; {} for a fixed input."""
+        return {}
 
 
 @dataclass(frozen=True)
@@ -133,6 +139,37 @@ def build_preset(chosen: Preset) -> SerModel:
 
 def input_shape(name: str, **options: Any) -> tuple[int, ...]:
     return model_class(name).input_shape(parse_options(name, options))
+
+
+def family(name: str) -> str:
+    """The registered model a model or preset name builds."""
+    if name in PRESETS:
+        return PRESETS[name].model
+    model_class(name)
+    return name
+
+
+def resolve(name: str, feature_shape: tuple[int, ...], **options: Any) -> tuple[str, dict[str, Any]]:
+    """(model name, options) for a model or preset name, sized to the features.
+
+    Precedence: a preset's options, then the sizes the features imply, then `options`. The
+    features must fill the model's input exactly (a missing channel axis is added).
+
+    >>> resolve("eca_cnn-k4-eca56", (64, 301))[1]["n_frames"]
+    301
+    """
+    if name in PRESETS:
+        chosen = PRESETS[name]
+        name, options = chosen.model, {**chosen.options, **options}
+    resolved = {**options}
+    for option, value in model_class(name).input_options(tuple(feature_shape)).items():
+        resolved.setdefault(option, value)
+    expected = input_shape(name, **resolved)
+    if math.prod(expected) != math.prod(feature_shape):
+        raise UserError(f"model {name!r} with these options takes inputs of shape {expected}, "
+                        f"but the features are {tuple(feature_shape)}; set its size options "
+                        f"to match or choose another feature recipe")
+    return name, resolved
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -1,0 +1,29 @@
+"""Joining a Ray cluster: the job's (RAY_ADDRESS) or a quiet local one started on demand."""
+
+from __future__ import annotations
+
+import os
+
+import ray
+
+# A local cluster started by ser-ray: no usage reporting, no token file that later clients
+# would trip over, one BLAS thread per worker, fast Train polling.
+LOCAL_RAY_ENVIRONMENT = {
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_AUTH_MODE": "disabled",
+    "OMP_NUM_THREADS": "1",
+    "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5",
+    "RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS": "0",
+}
+
+
+def ensure_ray(num_cpus: int | None = None, dashboard: bool = False) -> None:
+    """Attach to the running cluster, or start a local one (never resized inside a job)."""
+    if ray.is_initialized():
+        return
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init()
+        return
+    for name, value in LOCAL_RAY_ENVIRONMENT.items():
+        os.environ.setdefault(name, value)
+    ray.init(num_cpus=num_cpus, include_dashboard=dashboard, logging_level="ERROR")

@@ -1,0 +1,56 @@
+"""Figures shared by training outputs and reports (matplotlib only, written as PNG)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+import numpy as np  # noqa: E402
+
+
+def plot_confusion(matrix: Sequence[Sequence[int]] | np.ndarray, label_names: Sequence[str],
+                   path: Path, title: str) -> Path:
+    """Row-normalised confusion matrix (recall per true class), counts in each cell."""
+    counts = np.asarray(matrix, dtype=float)
+    support = counts.sum(axis=1, keepdims=True)
+    normalised = np.divide(counts, support, out=np.zeros_like(counts), where=support > 0)
+    size = 1.2 + 0.9 * len(label_names)
+    figure, axes = plt.subplots(figsize=(size + 1.2, size))
+    image = axes.imshow(normalised, cmap="Blues", vmin=0.0, vmax=1.0)
+    for (row, column), value in np.ndenumerate(normalised):
+        axes.text(column, row, f"{value:.2f}\n({int(counts[row, column])})", ha="center",
+                  va="center", fontsize=8, color="white" if value > 0.6 else "black")
+    axes.set_xticks(range(len(label_names)), label_names, rotation=45, ha="right")
+    axes.set_yticks(range(len(label_names)), label_names)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("true")
+    axes.set_title(title, fontsize=10)
+    figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04, label="recall")
+    return _save(figure, path)
+
+
+def plot_learning_curves(epochs: np.ndarray, series: dict[str, tuple[np.ndarray, np.ndarray]],
+                         path: Path, title: str, ylabel: str) -> Path:
+    """One line per series: mean per epoch with a ± sd band (over folds, or folds × seeds)."""
+    figure, axes = plt.subplots(figsize=(6.4, 4.0))
+    for name, (mean, sd) in series.items():
+        axes.plot(epochs, mean, marker="o", markersize=3, label=name)
+        axes.fill_between(epochs, mean - sd, mean + sd, alpha=0.2)
+    axes.set_xlabel("epoch")
+    axes.set_ylabel(ylabel)
+    axes.set_title(title, fontsize=10)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8)
+    return _save(figure, path)
+
+
+def _save(figure: plt.Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path

@@ -1,0 +1,218 @@
+"""Fold data: the cache rows a job needs, loaded once, and per-fold train/test/validation rows.
+
+Rows reach a fold only through the feature stage's guard (`training_rows`, `test_rows`), and
+`assert_no_leakage` runs on every fold it builds: no row derived from a test (or validation)
+utterance, whatever its augmentation or STFT version, is ever in a training split.
+
+Labels come from the job's manifest, not from the cache, so one cache of a whole corpus
+serves every class selection made from it (merges included). Utterances the feature stage
+skipped (unusable audio) are absent from the cache; they are counted, never silently lost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ser_ray.corpus.manifest import read_manifest
+from ser_ray.errors import UserError
+from ser_ray.features.cache import open_cache
+from ser_ray.features.leakage import assert_no_leakage, test_rows, training_rows
+from ser_ray.features.loader import load_features
+from ser_ray.folds import read_folds
+from ser_ray.train.config import TrainConfig, TrainJob
+
+ORIGINAL = "none"
+
+
+@dataclass(frozen=True)
+class Split:
+    """Rows of one split as indices into the shared feature array.
+
+    `groups[i]` numbers the utterance row i belongs to (0..n_utterances-1): several rows of
+    one utterance (MFCC segments) are scored together by averaging their logits.
+    """
+
+    rows: np.ndarray
+    targets: np.ndarray
+    groups: np.ndarray
+    utterance_ids: np.ndarray
+
+    @property
+    def n_utterances(self) -> int:
+        return len(self.utterance_ids)
+
+    def utterance_targets(self) -> np.ndarray:
+        first_row = np.unique(self.groups, return_index=True)[1]
+        return self.targets[first_row]
+
+
+@dataclass(frozen=True)
+class FoldSplits:
+    fold_index: int
+    train: Split
+    test: Split
+    validation: Split | None
+    train_sources: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Standardizer:
+    """z-score per index of the first feature axis, fitted on training rows."""
+
+    mean: np.ndarray
+    std: np.ndarray
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        return (batch - self.mean) / self.std
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"mean": self.mean.ravel().tolist(), "std": self.std.ravel().tolist()}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], feature_shape: tuple[int, ...]) -> Standardizer:
+        shape = (feature_shape[0], *([1] * (len(feature_shape) - 1)))
+        return cls(np.asarray(values["mean"], np.float32).reshape(shape),
+                   np.asarray(values["std"], np.float32).reshape(shape))
+
+
+def fold_indices_of(job: TrainJob) -> tuple[int, ...]:
+    """The folds a job trains, read from the fold table unless the job names them."""
+    if job.fold_indices is not None:
+        return job.fold_indices
+    fold_table, _ = read_folds(job.folds)
+    return tuple(sorted(int(fold) for fold in fold_table["fold"].unique()))
+
+
+class FoldData:
+    """All rows a job can use, with the fold table, the manifest labels and the label map."""
+
+    def __init__(self, job: TrainJob) -> None:
+        self.config = job.train
+        manifest = read_manifest(job.manifest)
+        fold_table, self.protocol = read_folds(job.folds)
+        self.cache = open_cache(job.cache)
+        self.recipe = self.cache.metadata["recipe"]
+        self.feature_shape = tuple(self.cache.metadata["feature_shape"])
+        labelled = fold_table.merge(manifest[["utterance_id", "label", "speaker"]],
+                                    on="utterance_id", how="left", validate="one_to_one")
+        unlabelled = labelled["label"].isna()
+        if unlabelled.any():
+            raise UserError(f"{int(unlabelled.sum())} utterances of the fold table are not in "
+                            f"the manifest {job.manifest} (e.g. "
+                            f"{labelled.loc[unlabelled, 'utterance_id'].iloc[0]}); make the "
+                            f"folds from this manifest")
+        self.utterances = labelled.set_index("utterance_id")
+        self.label_names: tuple[str, ...] = tuple(sorted(self.utterances["label"].unique()))
+        self.fold_indices: tuple[int, ...] = tuple(sorted(int(fold) for fold in
+                                                         self.utterances["fold"].unique()))
+        self.test_version, self.train_versions = self._versions()
+        self.rows, self.features = self._load_rows()
+        present = set(self.rows["source_utterance_id"])
+        self.missing_utterances = sorted(set(self.utterances.index) - present)
+
+    def _versions(self) -> tuple[int | None, tuple[int, ...] | None]:
+        variants = [v for v in self.cache.metadata["variants"] if v is not None]
+        test_version = self.config.test_version
+        if test_version is None and variants:
+            if len(variants) > 1:
+                raise UserError(f"the cache holds STFT versions {variants}; set test_version "
+                                f"(and train_versions for STFT augmentation)")
+            test_version = variants[0]
+        if test_version is not None and not variants:
+            raise UserError(f"test_version={test_version} but the cache's recipe "
+                            f"{self.recipe['kind']!r} has no STFT versions")
+        train_versions = self.config.train_versions or (
+            (test_version,) if test_version is not None else None)
+        for version in (test_version, *(train_versions or ())):
+            if version is not None and version not in variants:
+                raise UserError(f"STFT version {version} is not in the cache; it holds "
+                                f"{variants}")
+        return test_version, train_versions
+
+    def _load_rows(self) -> tuple[pd.DataFrame, np.ndarray]:
+        augmentations = self._augmentations()
+        versions = sorted({self.test_version, *(self.train_versions or ())}, key=str)
+        sources = list(self.utterances.index)
+        parts = [load_features(self.cache.path, stft_version=version, augmentations=augmentations,
+                               source_utterance_ids=sources) for version in versions]
+        rows = pd.DataFrame({
+            "utterance_id": np.concatenate([p.utterance_ids for p in parts]).astype(str),
+            "source_utterance_id": np.concatenate([p.source_utterance_ids for p in parts])
+            .astype(str),
+            "augmentation": np.concatenate([p.augmentations for p in parts]).astype(str),
+            "stft_version": pd.array(np.concatenate([p.stft_versions for p in parts]),
+                                     dtype="Int64"),
+        })
+        features = np.concatenate([p.features for p in parts]) if len(parts) > 1 \
+            else parts[0].features
+        label_index = {name: index for index, name in enumerate(self.label_names)}
+        rows["target"] = rows["source_utterance_id"].map(self.utterances["label"]) \
+            .map(label_index).astype(np.int64)
+        return rows, features
+
+    def _augmentations(self) -> list[str] | None:
+        wanted = self.config.augmentations
+        if wanted == "all":
+            return None
+        available = self.cache.metadata["augmentations"]
+        absent = [name for name in wanted if name not in available]
+        if absent:
+            raise UserError(f"augmentations {absent} are not in the feature cache; it holds "
+                            f"{available or 'originals only'}")
+        return [ORIGINAL, *wanted]
+
+    def splits(self, fold_index: int) -> FoldSplits:
+        if fold_index not in self.fold_indices:
+            raise UserError(f"fold {fold_index} is not in the fold table; folds: "
+                            f"{list(self.fold_indices)}")
+        in_fold = self.utterances["fold"] == fold_index
+        train_ids = self.utterances.index[~in_fold]
+        held_out = self.utterances[in_fold]
+        validation_ids: pd.Index = pd.Index([])
+        if self.config.validation == "test-fold-speaker":
+            speakers = sorted(held_out["speaker"].unique())
+            if len(speakers) < 2:
+                raise UserError(f"validation 'test-fold-speaker' needs two speakers in each "
+                                f"test fold; fold {fold_index} has {speakers}")
+            validation_ids = held_out.index[held_out["speaker"] == speakers[0]]
+        test_ids = held_out.index.difference(validation_ids)
+        train = training_rows(self.rows, train_ids, train_versions=self.train_versions)
+        test = test_rows(self.rows, test_ids, stft_version=self.test_version)
+        validation = test_rows(self.rows, validation_ids, stft_version=self.test_version) \
+            if len(validation_ids) else None
+        assert_no_leakage(train, list(held_out.index), test_rows=test)
+        return FoldSplits(
+            fold_index=fold_index,
+            train=_split(train),
+            test=_split(test),
+            validation=_split(validation) if validation is not None else None,
+            train_sources=frozenset(train["source_utterance_id"]),
+        )
+
+    def standardizer(self, train: Split) -> Standardizer:
+        """Mean/std per first-axis index over the training rows (chunked: no full copy)."""
+        axes = tuple(range(1, len(self.feature_shape) + 1))
+        total = np.zeros(self.feature_shape[0], np.float64)
+        squares = np.zeros(self.feature_shape[0], np.float64)
+        count = 0
+        for start in range(0, len(train.rows), 512):
+            chunk = self.features[train.rows[start:start + 512]].astype(np.float64)
+            total += chunk.sum(axis=(0, *axes[1:]))
+            squares += (chunk ** 2).sum(axis=(0, *axes[1:]))
+            count += chunk.size // self.feature_shape[0]
+        mean = total / count
+        std = np.sqrt(np.maximum(squares / count - mean ** 2, 0.0))
+        shape = (self.feature_shape[0], *([1] * (len(self.feature_shape) - 1)))
+        return Standardizer(mean.astype(np.float32).reshape(shape),
+                            np.where(std > 1e-8, std, 1.0).astype(np.float32).reshape(shape))
+
+
+def _split(rows: pd.DataFrame) -> Split:
+    sources = rows["source_utterance_id"].to_numpy()
+    utterance_ids, groups = np.unique(sources, return_inverse=True)
+    return Split(rows=rows.index.to_numpy(), targets=rows["target"].to_numpy(np.int64, copy=True),
+                 groups=groups.astype(np.int64), utterance_ids=utterance_ids)

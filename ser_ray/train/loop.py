@@ -1,0 +1,359 @@
+"""The plain-PyTorch k-fold loop (no Ray inside): folds trained in lock-step, epoch by epoch.
+
+Every fold owns its random state — model init, shuffling and mixup draws (a numpy
+generator), dropout (a torch RNG state swapped in around the fold's work) — seeded by
+(seed, fold). A fold's numbers therefore do not depend on which other folds share its process
+or worker, and a run restored from a checkpoint continues exactly where it stopped.
+
+Lock-step: `LockstepRun.run_epoch` trains every fold for one epoch before anyone reads the
+epoch's fold-mean metrics, which is what a scheduler prunes on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ser_ray import models
+from ser_ray.errors import UserError
+from ser_ray.train import metrics
+from ser_ray.train.config import TrainConfig, TrainJob
+from ser_ray.train.data import FoldData, FoldSplits, Split, Standardizer
+from ser_ray.train.losses import inverse_frequency_weights, make_loss, mixup_batch, mixup_loss
+from ser_ray.train.results import Record, run_summary, select_epoch
+
+FOLD_FILE = "fold_{}.pt"
+# BatchNorm cannot normalise a batch of one example in training mode.
+MIN_TRAIN_BATCH = 2
+
+
+def resolve_device(config: TrainConfig) -> torch.device:
+    if config.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(config.device)
+
+
+@dataclass(frozen=True)
+class DdpGroup:
+    """Workers that train one fold together: this worker's place in the group."""
+
+    process_group: Any
+    member: int
+    size: int
+
+    @property
+    def leader(self) -> bool:
+        return self.member == 0
+
+
+class FoldTrainer:
+    """One fold's model, optimiser, schedule, loss and random state."""
+
+    def __init__(self, data: FoldData, splits: FoldSplits, job: TrainJob, device: torch.device,
+                 ddp: DdpGroup | None = None) -> None:
+        self.config = job.train
+        self.data = data
+        self.splits = splits
+        self.fold_index = splits.fold_index
+        self.device = device
+        self.ddp = ddp
+        self.resume_key = job.resume_key()
+        torch_seed, numpy_seed = np.random.SeedSequence(
+            [self.config.seed, self.fold_index]).generate_state(2)
+        self.generator = np.random.default_rng(int(numpy_seed))
+        self.model_name, self.model_options = models.resolve(
+            job.model.name, data.feature_shape, **job.model.options)
+        self.num_classes = len(data.label_names)
+        self.rng_state = torch.Generator().manual_seed(int(torch_seed)).get_state()
+        with self._own_rng():
+            self.module = models.build(self.model_name, self.num_classes,
+                                       **self.model_options).to(device)
+        self.parameters = models.count_parameters(self.module)
+        self.input_shape = models.input_shape(self.model_name, **self.model_options)
+        self.model: nn.Module = self.module if ddp is None else nn.parallel.DistributedDataParallel(
+            self.module, process_group=ddp.process_group)
+        self.optimizer = _optimizer(self.module, self.config)
+        self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer,
+                                                                gamma=self.config.lr_decay)
+        train_targets = torch.from_numpy(splits.train.targets)
+        weights = (inverse_frequency_weights(train_targets, self.num_classes).to(device)
+                   if self.config.loss.needs_class_weights else None)
+        self.loss_fn = make_loss(self.config.loss, weights)
+        self.standardizer: Standardizer | None = (
+            data.standardizer(splits.train) if self.config.standardize == "train-fold" else None)
+        self.epoch = 0
+        self.history: list[Record] = []
+        self.selected_state: dict[str, torch.Tensor] | None = None
+
+    # --- one epoch -------------------------------------------------------------------------
+
+    def train_epoch(self) -> Record:
+        started = time.perf_counter()
+        with self._own_rng():
+            train_loss = self._fit_once()
+            if self.scheduler.get_last_lr()[0] >= self.config.lr_floor:
+                self.scheduler.step()
+            test = self.evaluate(self.splits.test)
+            validation = (self.evaluate(self.splits.validation)
+                          if self.splits.validation is not None else None)
+        self.epoch += 1
+        record: Record = {
+            "fold": self.fold_index, "epoch": self.epoch, "train_loss": train_loss,
+            "lr": float(self.optimizer.param_groups[0]["lr"]),
+            "train_rows": len(self.splits.train.rows),
+            "seconds": time.perf_counter() - started, "test": test, "validation": validation,
+        }
+        self.history.append(record)
+        if self.config.selection != "last" and \
+                select_epoch(self.history, self.config.selection) == self.epoch:
+            self.selected_state = _cpu_copy(self.module.state_dict())
+        return record
+
+    def _fit_once(self) -> float:
+        self.model.train()
+        split = self.splits.train
+        order = self.generator.permutation(len(split.rows))
+        total, seen = 0.0, 0
+        for start in range(0, len(order), self.config.batch_size):
+            batch = order[start:start + self.config.batch_size]
+            if self.ddp is not None:
+                batch = batch[self.ddp.member::self.ddp.size]
+            if len(batch) < MIN_TRAIN_BATCH:
+                continue
+            inputs, targets = self._batch(split, batch)
+            loss = self._loss(inputs, targets)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            total += float(loss.detach()) * len(batch)
+            seen += len(batch)
+        return total / max(seen, 1)
+
+    def _loss(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        alpha = self.config.loss.mixup_alpha
+        with self._autocast():
+            if alpha > 0:
+                mixed, targets_a, targets_b, lam = mixup_batch(inputs, targets, alpha,
+                                                               self.generator)
+                logits = self.model(mixed).float()
+                loss = mixup_loss(self.loss_fn, logits, targets_a, targets_b, lam)
+            else:
+                loss = self.loss_fn(self.model(inputs).float(), targets)
+        penalty = getattr(self.module, "l2_penalty", None)
+        return loss + penalty() if penalty is not None else loss
+
+    @torch.no_grad()
+    def evaluate(self, split: Split) -> dict[str, Any]:
+        """Metrics of a split; an utterance's rows (segments) are scored by their mean logits."""
+        self.model.eval()
+        logits = np.zeros((split.n_utterances, self.num_classes), np.float64)
+        for start in range(0, len(split.rows), self.config.eval_batch_size):
+            batch = np.arange(start, min(start + self.config.eval_batch_size, len(split.rows)))
+            inputs, _ = self._batch(split, batch)
+            with self._autocast():
+                np.add.at(logits, split.groups[batch],
+                          self.module(inputs).float().cpu().numpy())
+        logits /= np.bincount(split.groups, minlength=split.n_utterances)[:, None]
+        targets = split.utterance_targets()
+        matrix = metrics.confusion_matrix(targets, logits.argmax(axis=1), self.num_classes)
+        loss = float(nn.functional.cross_entropy(torch.from_numpy(logits),
+                                                 torch.from_numpy(targets)))
+        return {**metrics.report(matrix, self.data.label_names), "loss": loss}
+
+    def _batch(self, split: Split, positions: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.data.features[split.rows[positions]]
+        if self.standardizer is not None:
+            features = self.standardizer(features)
+        inputs = torch.from_numpy(np.ascontiguousarray(features, np.float32)) \
+            .reshape(len(positions), *self.input_shape).to(self.device, non_blocking=True)
+        targets = torch.from_numpy(split.targets[positions]).to(self.device)
+        return inputs, targets
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.device.type == "cuda" and self.config.amp:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    @contextlib.contextmanager
+    def _own_rng(self) -> Iterator[None]:
+        """Run with this fold's torch RNG (dropout), leaving the process's RNG as it was."""
+        outer = torch.get_rng_state()
+        torch.set_rng_state(self.rng_state)
+        try:
+            yield
+        finally:
+            self.rng_state = torch.get_rng_state()
+            torch.set_rng_state(outer)
+
+    # --- checkpoints -------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "fold": self.fold_index, "resume_key": self.resume_key, "epoch": self.epoch,
+            "history": self.history,
+            "model": self.module.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "rng_state": self.rng_state,
+            "generator": self.generator.bit_generator.state,
+            "selected_state": self.selected_state,
+            "standardizer": self.standardizer.to_dict() if self.standardizer else None,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state["fold"] != self.fold_index:
+            raise ValueError(f"checkpoint of fold {state['fold']} given to fold "
+                             f"{self.fold_index}")
+        if state["resume_key"] != self.resume_key:
+            raise UserError("the checkpoint belongs to a run with other settings (model, data "
+                            "or training options differ); resume with the same settings or "
+                            "write to another output directory")
+        self.module.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.rng_state = state["rng_state"]
+        self.generator.bit_generator.state = state["generator"]
+        self.epoch = int(state["epoch"])
+        self.history = list(state["history"])
+        self.selected_state = state["selected_state"]
+
+    def predictor_state(self) -> dict[str, torch.Tensor]:
+        """Weights at the selected epoch (the current ones under selection 'last')."""
+        return self.selected_state or _cpu_copy(self.module.state_dict())
+
+
+class LockstepRun:
+    """The folds of one job (or the subset a worker owns), trained epoch by epoch together."""
+
+    def __init__(self, job: TrainJob, fold_indices: Sequence[int] | None = None,
+                 device: torch.device | None = None,
+                 ddp_groups: dict[int, DdpGroup] | None = None) -> None:
+        self.job = job
+        self.data = FoldData(job)
+        self.device = device or resolve_device(job.train)
+        if job.train.deterministic:
+            torch.use_deterministic_algorithms(True)
+        chosen = fold_indices if fold_indices is not None else self.all_folds()
+        self.trainers = [FoldTrainer(self.data, self.data.splits(index), job, self.device,
+                                     (ddp_groups or {}).get(index)) for index in chosen]
+
+    def all_folds(self) -> tuple[int, ...]:
+        return self.job.fold_indices or self.data.fold_indices
+
+    @property
+    def epoch(self) -> int:
+        return min((trainer.epoch for trainer in self.trainers), default=0)
+
+    @property
+    def finished(self) -> bool:
+        return self.epoch >= self.job.train.epochs
+
+    def run_epoch(self) -> list[Record]:
+        return [trainer.train_epoch() for trainer in self.trainers]
+
+    def save(self, directory: Path) -> None:
+        """One file per fold, each written whole before it takes its final name."""
+        directory.mkdir(parents=True, exist_ok=True)
+        for trainer in self.trainers:
+            if trainer.ddp is not None and not trainer.ddp.leader:
+                continue
+            final = directory / FOLD_FILE.format(trainer.fold_index)
+            partial = final.with_suffix(f".partial{os.getpid()}")
+            torch.save(trainer.state_dict(), partial)
+            partial.replace(final)
+
+    def restore(self, directory: Path) -> bool:
+        """Load every fold's state from `directory`; False (nothing loaded) if any is absent."""
+        paths = [directory / FOLD_FILE.format(t.fold_index) for t in self.trainers]
+        if not all(path.is_file() for path in paths):
+            return False
+        for trainer, path in zip(self.trainers, paths):
+            trainer.load_state_dict(torch.load(path, map_location=self.device,
+                                               weights_only=False))
+        return True
+
+    def describe(self) -> dict[str, Any]:
+        """What the run is, for summaries, ledgers and the saved predictor."""
+        first = self.trainers[0]
+        return {
+            "model": first.model_name, "model_options": first.model_options,
+            "parameters": first.parameters, "label_names": list(self.data.label_names),
+            "recipe": self.data.recipe, "feature_shape": list(self.data.feature_shape),
+            "test_version": self.data.test_version,
+            "train_versions": list(self.data.train_versions or []),
+            "protocol": self.data.protocol.kind,
+            "missing_utterances": self.data.missing_utterances,
+            "selection": self.job.train.selection,
+        }
+
+
+EpochCallback = Callable[[list[Record], LockstepRun], None]
+
+
+def train_folds(job: TrainJob, *, checkpoint_dir: Path | None = None,
+                on_epoch: EpochCallback | None = None) -> RunOutcome:
+    """Train every fold of `job` in this process, resuming from `checkpoint_dir` if it holds a
+    checkpoint of this job; the checkpoint is refreshed after every epoch."""
+    run = LockstepRun(job)
+    if checkpoint_dir is not None:
+        run.restore(checkpoint_dir)
+    while not run.finished:
+        records = run.run_epoch()
+        if checkpoint_dir is not None:
+            run.save(checkpoint_dir)
+        if on_epoch is not None:
+            on_epoch(records, run)
+    return RunOutcome.from_run(run)
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """A finished k-fold run: what it was, every fold's history, the selected results."""
+
+    description: dict[str, Any]
+    histories: dict[int, list[Record]]
+    predictor_fold: int
+    predictor_state: dict[str, torch.Tensor]
+    standardizer: dict[str, Any] | None
+
+    @classmethod
+    def from_run(cls, run: LockstepRun) -> RunOutcome:
+        return cls.from_states(run.describe(), [trainer.state_dict() for trainer in run.trainers])
+
+    @classmethod
+    def from_states(cls, description: dict[str, Any],
+                    states: Sequence[dict[str, Any]]) -> RunOutcome:
+        """From fold checkpoints: the predictor is the fold with the best selected UA+WA."""
+        histories = {int(state["fold"]): list(state["history"]) for state in states}
+        summary = run_summary(histories, description["selection"], description["label_names"])
+        best = max(summary["folds"], key=lambda fold: summary["folds"][fold]["ua_wa_mean"])
+        state = next(s for s in states if int(s["fold"]) == int(best))
+        return cls(description=description, histories=histories, predictor_fold=int(best),
+                   predictor_state=state["selected_state"] or state["model"],
+                   standardizer=state["standardizer"])
+
+    def summary(self) -> dict[str, Any]:
+        return {**self.description, "predictor_fold": self.predictor_fold,
+                **run_summary(self.histories, self.description["selection"],
+                              self.description["label_names"])}
+
+
+def _optimizer(module: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    parameters = module.parameters()
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(parameters, lr=config.lr, momentum=config.momentum,
+                               weight_decay=config.weight_decay)
+    optimizer_class = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
+    return optimizer_class(parameters, lr=config.lr, betas=config.betas,
+                           weight_decay=config.weight_decay)
+
+
+def _cpu_copy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {name: tensor.detach().to("cpu", copy=True) for name, tensor in state.items()}

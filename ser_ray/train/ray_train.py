@@ -1,0 +1,153 @@
+"""k-fold training on Ray Train (V2 `TorchTrainer`): fold-parallel workers, DDP inside folds.
+
+With W workers and K folds, worker i trains folds i, i+W, ... when W ≤ K; when W is a
+multiple of K, each fold is trained by W/K workers with DistributedDataParallel on their own
+process group. Every worker runs the same lock-step loop as `train_folds`; after each epoch
+the workers' fold records are gathered, so rank 0 reports the fold-mean metrics of the epoch
+(what Tune's scheduler prunes on) and every worker adds its folds' state to the epoch's
+checkpoint. Re-running with the same storage path and name resumes from the last epoch.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ray.train
+import torch
+import torch.distributed as dist
+from ray.train.torch import TorchTrainer
+
+from ser_ray.errors import UserError
+from ser_ray.ray_session import ensure_ray
+from ser_ray.train.config import TrainJob
+from ser_ray.train.data import fold_indices_of
+from ser_ray.train.loop import FOLD_FILE, DdpGroup, LockstepRun, RunOutcome, resolve_device
+from ser_ray.train.results import epoch_summary, format_epoch
+
+DESCRIPTION_FILE = "run.json"
+
+
+@dataclass(frozen=True)
+class WorkerPlan:
+    """The folds one worker trains, and the ranks it shares each fold with under DDP."""
+
+    folds: tuple[int, ...]
+    fold_ranks: tuple[int, ...] = ()
+
+
+def plan_workers(fold_indices: Sequence[int], workers: int) -> list[WorkerPlan]:
+    """Fold-parallel when workers ≤ folds, DDP groups of workers/folds otherwise.
+
+    >>> [plan.folds for plan in plan_workers([0, 1, 2, 3, 4], 2)]
+    [(0, 2, 4), (1, 3)]
+    >>> [(plan.folds, plan.fold_ranks) for plan in plan_workers([0, 1], 4)]
+    [((0,), (0, 1)), ((0,), (0, 1)), ((1,), (2, 3)), ((1,), (2, 3))]
+    """
+    folds = tuple(fold_indices)
+    if workers <= len(folds):
+        return [WorkerPlan(folds[rank::workers]) for rank in range(workers)]
+    if workers % len(folds):
+        raise UserError(f"{workers} workers cannot share {len(folds)} folds evenly: use at "
+                        f"most {len(folds)} workers (one or more folds each) or a multiple of "
+                        f"{len(folds)} (DDP inside each fold)")
+    group = workers // len(folds)
+    return [WorkerPlan((folds[rank // group],),
+                       tuple(range(rank // group * group, (rank // group + 1) * group)))
+            for rank in range(workers)]
+
+
+def _ddp_groups(plans: list[WorkerPlan], rank: int) -> dict[int, DdpGroup]:
+    """Every rank creates every group, in the same order, as torch.distributed requires."""
+    groups: dict[int, DdpGroup] = {}
+    seen: set[tuple[int, ...]] = set()
+    for plan in plans:
+        if not plan.fold_ranks or plan.fold_ranks in seen:
+            continue
+        seen.add(plan.fold_ranks)
+        process_group = dist.new_group(list(plan.fold_ranks))
+        if rank in plan.fold_ranks:
+            groups[plan.folds[0]] = DdpGroup(process_group, plan.fold_ranks.index(rank),
+                                             len(plan.fold_ranks))
+    return groups
+
+
+def _quiet_report_logs() -> None:
+    """Ray Train logs every report with its whole metrics dict (all fold records) at INFO."""
+    from ray.train.v2._internal.execution import context, storage
+
+    for name in (context.__file__, storage.__name__):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _train_worker(config: dict[str, Any]) -> None:
+    _quiet_report_logs()
+    job = TrainJob.model_validate_json(config["job"])
+    context = ray.train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
+    plans = plan_workers(config["folds"], world)
+    device = ray.train.torch.get_device() if config["use_gpu"] else resolve_device(job.train)
+    run = LockstepRun(job, plans[rank].folds, device, _ddp_groups(plans, rank))
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            run.restore(Path(directory))
+    while not run.finished:
+        records = [record for record, trainer in zip(run.run_epoch(), run.trainers)
+                   if trainer.ddp is None or trainer.ddp.leader]
+        gathered: list[Any] = [None] * world
+        if dist.is_initialized():
+            dist.all_gather_object(gathered, records)
+        else:
+            gathered = [records]
+        every_fold = sorted(itertools.chain.from_iterable(gathered), key=lambda r: r["fold"])
+        summary = epoch_summary(every_fold)
+        if rank == 0 and config["verbose"]:
+            print(format_epoch(summary, job.train.epochs), flush=True)
+        with tempfile.TemporaryDirectory() as directory:
+            run.save(Path(directory))
+            if rank == 0:
+                Path(directory, DESCRIPTION_FILE).write_text(json.dumps(run.describe()))
+            ray.train.report({**summary, "fold_records": every_fold},
+                             checkpoint=ray.train.Checkpoint.from_directory(directory))
+
+
+def train_folds_on_ray(job: TrainJob, *, storage_path: Path, name: str, workers: int = 1,
+                       gpus: float = 0, cpus_per_worker: float = 1, max_failures: int = 0,
+                       callbacks: Sequence[Any] = (), verbose: bool = False) -> RunOutcome:
+    """Run `job` on a TorchTrainer; returns the same outcome as the in-process loop."""
+    ensure_ray()
+    fold_indices = fold_indices_of(job)
+    resources: dict[str, float] = {"CPU": cpus_per_worker}
+    if gpus:
+        resources["GPU"] = gpus / workers
+    trainer = TorchTrainer(
+        _train_worker,
+        train_loop_config={"job": job.model_dump_json(), "folds": list(fold_indices),
+                           "use_gpu": bool(gpus), "verbose": verbose},
+        scaling_config=ray.train.ScalingConfig(num_workers=workers, use_gpu=bool(gpus),
+                                               resources_per_worker=resources),
+        run_config=ray.train.RunConfig(
+            name=name, storage_path=str(Path(storage_path).resolve()),
+            callbacks=list(callbacks),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+            failure_config=ray.train.FailureConfig(max_failures=max_failures)),
+    )
+    result = trainer.fit()
+    if result.error is not None:
+        raise result.error
+    with result.checkpoint.as_directory() as directory:
+        return outcome_from_checkpoint(Path(directory), fold_indices)
+
+
+def outcome_from_checkpoint(directory: Path, fold_indices: Sequence[int]) -> RunOutcome:
+    description = json.loads((directory / DESCRIPTION_FILE).read_text())
+    states = [torch.load(directory / FOLD_FILE.format(fold), map_location="cpu",
+                         weights_only=False) for fold in fold_indices]
+    return RunOutcome.from_states(description, states)

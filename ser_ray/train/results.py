@@ -1,0 +1,118 @@
+"""Per-epoch fold records → epoch selection, fold-mean reports, summaries and metric tables.
+
+Pure numpy/pandas: the training loop, the Ray paths, the study ledger and the report all read
+the same records through these functions, so a number means the same thing everywhere.
+
+A fold record is the JSON-ready dict one fold produces per epoch:
+`{"fold": 0, "epoch": 3, "train_loss": ..., "lr": ..., "seconds": ...,
+"test": metrics.report(...), "validation": metrics.report(...) or None}`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ser_ray.train.metrics import METRIC_NAMES, pooled, report
+
+SELECTION_METRIC = "ua_wa_mean"
+Record = dict[str, Any]
+
+
+def select_epoch(history: Sequence[Record], rule: str) -> int:
+    """The epoch (1-based) whose test metrics a fold reports under `rule`.
+
+    'best-validation' and 'best-test' take the first epoch with the highest (UA + WA) / 2 on
+    the validation or the test split (the ctmam code's rule, spec §2.1).
+
+    >>> history = [{"epoch": e, "test": {"ua_wa_mean": v}} for e, v in [(1, .5), (2, .7), (3, .6)]]
+    >>> select_epoch(history, "last"), select_epoch(history, "best-test")
+    (3, 2)
+    """
+    if not history:
+        raise ValueError("no epochs to select from")
+    if rule == "last":
+        return int(history[-1]["epoch"])
+    split = {"best-validation": "validation", "best-test": "test"}[rule]
+    values = [record[split][SELECTION_METRIC] for record in history]
+    return int(history[int(np.nanargmax(values))]["epoch"])
+
+
+def epoch_summary(records: Sequence[Record]) -> dict[str, Any]:
+    """Fold-mean (and sd) test metrics of one epoch across folds: what a scheduler prunes on.
+
+    >>> record = lambda fold, ua: {"fold": fold, "epoch": 1, "train_loss": 1.0,
+    ...     "test": {"unweighted_accuracy": ua, "weighted_accuracy": ua, "ua_wa_mean": ua,
+    ...              "macro_f1": ua}, "validation": None}
+    >>> epoch_summary([record(0, 0.5), record(1, 0.7)])["unweighted_accuracy"]
+    0.6
+    """
+    summary: dict[str, Any] = {"epoch": int(records[0]["epoch"]), "folds": len(records),
+                               "train_loss": float(np.mean([r["train_loss"] for r in records]))}
+    for split, prefix in (("test", ""), ("validation", "validation_")):
+        if any(record[split] is None for record in records):
+            continue
+        for name in METRIC_NAMES:
+            values = [record[split][name] for record in records]
+            summary[prefix + name] = float(np.mean(values))
+            summary[prefix + name + "_sd"] = float(np.std(values, ddof=1)) \
+                if len(values) > 1 else 0.0
+    return summary
+
+
+def format_epoch(summary: dict[str, Any], epochs: int) -> str:
+    """One progress line: fold-mean test UA/WA ± sd and the training loss of an epoch."""
+    line = (f"epoch {summary['epoch']:>3}/{epochs}  {summary['folds']} folds  "
+            f"UA {summary['unweighted_accuracy']:.3f} ± {summary['unweighted_accuracy_sd']:.3f}  "
+            f"WA {summary['weighted_accuracy']:.3f} ± {summary['weighted_accuracy_sd']:.3f}  "
+            f"train loss {summary['train_loss']:.4f}")
+    if "validation_unweighted_accuracy" in summary:
+        line += f"  validation UA {summary['validation_unweighted_accuracy']:.3f}"
+    return line
+
+
+def selected_records(histories: dict[int, Sequence[Record]], rule: str) -> dict[int, Record]:
+    """Each fold's record at its selected epoch."""
+    chosen = {}
+    for fold, history in histories.items():
+        epoch = select_epoch(history, rule)
+        chosen[fold] = next(record for record in history if record["epoch"] == epoch)
+    return chosen
+
+
+def run_summary(histories: dict[int, Sequence[Record]], rule: str,
+                label_names: Sequence[str]) -> dict[str, Any]:
+    """Per-fold reports at the selected epochs, their mean ± sd, and the pooled report."""
+    chosen = selected_records(histories, rule)
+    per_fold = {str(fold): {"selected_epoch": record["epoch"], **record["test"]}
+                for fold, record in sorted(chosen.items())}
+    fold_mean = {name: float(np.mean([record["test"][name] for record in chosen.values()]))
+                 for name in METRIC_NAMES}
+    fold_sd = {name: (float(np.std([record["test"][name] for record in chosen.values()],
+                                   ddof=1)) if len(chosen) > 1 else 0.0)
+               for name in METRIC_NAMES}
+    matrix = pooled(np.asarray(record["test"]["confusion_matrix"]) for record in chosen.values())
+    return {"selection": rule, "optimistic": rule == "best-test", "folds": per_fold,
+            "fold_mean": fold_mean, "fold_sd": fold_sd, "pooled": report(matrix, label_names)}
+
+
+def metrics_frame(histories: dict[int, Sequence[Record]]) -> pd.DataFrame:
+    """Long table (fold, epoch, split, metric, value) of every epoch of every fold."""
+    rows = []
+    for fold, history in sorted(histories.items()):
+        for record in history:
+            epoch = int(record["epoch"])
+            rows.append((fold, epoch, "train", "loss", float(record["train_loss"])))
+            rows.append((fold, epoch, "train", "lr", float(record["lr"])))
+            for split in ("test", "validation"):
+                if record.get(split) is None:
+                    continue
+                for name in (*METRIC_NAMES, "loss"):
+                    rows.append((fold, epoch, split, name, float(record[split][name])))
+                for label, recall in record[split]["per_class_recall"].items():
+                    if recall is not None:
+                        rows.append((fold, epoch, split, f"recall/{label}", float(recall)))
+    return pd.DataFrame(rows, columns=["fold", "epoch", "split", "metric", "value"])

@@ -1,0 +1,42 @@
+"""k-fold training through Ray Train's TorchTrainer on the shared local cluster."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ser_ray.train import train_folds
+from ser_ray.train.ray_train import train_folds_on_ray
+from tests.train.test_loop import make_job, without_timing
+
+
+def test_two_workers_train_two_folds_like_the_plain_loop(tiny_study, tmp_path: Path) -> None:
+    job = make_job(tiny_study).model_copy(update={"fold_indices": (0, 1)})
+    on_ray = train_folds_on_ray(job, storage_path=tmp_path, name="fold-parallel", workers=2)
+    in_process = train_folds(job)
+    assert sorted(on_ray.histories) == [0, 1]
+    assert all(len(history) == 2 for history in on_ray.histories.values())
+    assert without_timing(on_ray.histories) == without_timing(in_process.histories)
+    summary = on_ray.summary()
+    assert summary["pooled"]["support"] == sum(f["support"] for f in summary["folds"].values())
+    assert set(on_ray.predictor_state) == set(in_process.predictor_state)
+
+
+@pytest.mark.slow
+def test_rerunning_the_same_ray_run_resumes_from_its_last_epoch(tiny_study, tmp_path) -> None:
+    job = make_job(tiny_study).model_copy(update={"fold_indices": (2,)})
+    first = train_folds_on_ray(job.model_copy(update={"train": job.train.model_copy(
+        update={"epochs": 1})}), storage_path=tmp_path, name="resume", workers=1)
+    assert len(first.histories[2]) == 1
+    resumed = train_folds_on_ray(job, storage_path=tmp_path, name="resume", workers=1)
+    assert without_timing(resumed.histories) == without_timing(train_folds(job).histories)
+
+
+@pytest.mark.slow
+def test_workers_beyond_the_folds_train_each_fold_with_ddp(tiny_study, tmp_path) -> None:
+    job = make_job(tiny_study, epochs=1).model_copy(update={"fold_indices": (0,)})
+    outcome = train_folds_on_ray(job, storage_path=tmp_path, name="ddp", workers=2)
+    (record,) = outcome.histories[0]
+    assert record["fold"] == 0 and 0.0 <= record["test"]["unweighted_accuracy"] <= 1.0
+    assert record["test"]["support"] == outcome.summary()["pooled"]["support"]

@@ -144,6 +144,43 @@ def parse_settings(items: Sequence[str]) -> dict[str, object]:
     return settings
 
 
+def _search(args: argparse.Namespace) -> None:
+    from ser_ray.study.schema import load_study
+
+    study = load_study(args.study)
+    if args.dry_run:
+        from ser_ray.study.plan import describe_plan
+
+        print(describe_plan(study))
+        return
+    if args.out is None:
+        raise UserError("--out DIR is required to run a study (or use --dry-run)")
+    from ser_ray.study.run import run_study
+
+    _finish_study(run_study(args.study, args.out, args.cache, study=study))
+
+
+def _resume(args: argparse.Namespace) -> None:
+    from ser_ray.study.run import resume_study
+
+    _finish_study(resume_study(args.experiment_dir, args.cache))
+
+
+def _finish_study(result: object) -> None:
+    from ser_ray.report import write_report
+
+    report = write_report(result.experiment_dir)  # type: ignore[attr-defined]
+    print(f"units: {result.units_recorded} of {result.units_planned} recorded "  # type: ignore
+          f"({result.units_run} this run)")  # type: ignore[attr-defined]
+    print(f"report: {report}")
+
+
+def _report(args: argparse.Namespace) -> None:
+    from ser_ray.report import write_report
+
+    print(f"report: {write_report(args.experiment_dir)}")
+
+
 def settings_under(settings: dict[str, object], prefix: str) -> dict[str, object]:
     return {key.removeprefix(prefix): value for key, value in settings.items()
             if key.startswith(prefix)}
@@ -177,6 +214,12 @@ def _bench_models(args: argparse.Namespace) -> None:
     from ser_ray.bench import bench_models
 
     bench_models(args.seconds)
+
+
+def _bench_features(args: argparse.Namespace) -> None:
+    from ser_ray.bench import bench_features
+
+    bench_features(args.utterances, parse_versions(args.versions))
 
 
 def _models(args: argparse.Namespace) -> None:
@@ -281,6 +324,24 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", required=True, type=Path)
     train.set_defaults(handler=_train)
 
+    search = commands.add_parser("search", help="run a study YAML (search or ablation)")
+    search.add_argument("study", type=Path, help="study YAML, e.g. search_spaces/demo.yaml")
+    search.add_argument("--out", type=Path, help="experiment directory")
+    search.add_argument("--cache", type=Path, help="feature cache root (default: the study's "
+                        "cache_dir, $SER_RAY_CACHE or ~/.cache/ser-ray/features)")
+    search.add_argument("--dry-run", action="store_true",
+                        help="validate and print the units, resources and budget; run nothing")
+    search.set_defaults(handler=_search)
+
+    resume = commands.add_parser("resume", help="continue a study: run only missing units")
+    resume.add_argument("experiment_dir", type=Path)
+    resume.add_argument("--cache", type=Path, help="feature cache root")
+    resume.set_defaults(handler=_resume)
+
+    report = commands.add_parser("report", help="rebuild a study's report from its ledger")
+    report.add_argument("experiment_dir", type=Path)
+    report.set_defaults(handler=_report)
+
     demo = commands.add_parser("demo", help="the offline demo on the synthetic corpus")
     demo.add_argument("--out", type=Path, default=Path("runs/demo"))
     demo.set_defaults(handler=_demo)
@@ -297,6 +358,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench_models.add_argument("--seconds", type=float, default=2.0,
                               help="time per preset and device (default 2)")
     bench_models.set_defaults(handler=_bench_models)
+    bench_features = bench_commands.add_parser(
+        "features", help="Ray Data log-Mels vs a librosa loop, and a cache hit")
+    bench_features.add_argument("--utterances", type=int, default=300,
+                                help="synthetic utterances (default 300)")
+    bench_features.add_argument("--versions", default="1-8",
+                                help="logmel STFT versions, e.g. 1-8 or 2,4 (default 1-8)")
+    bench_features.set_defaults(handler=_bench_features)
     return parser
 
 

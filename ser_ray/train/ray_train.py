@@ -114,7 +114,8 @@ def _train_worker(config: dict[str, Any]) -> None:
             run.save(Path(directory))
             if rank == 0:
                 Path(directory, DESCRIPTION_FILE).write_text(json.dumps(run.describe()))
-            ray.train.report({**summary, "fold_records": every_fold},
+            ray.train.report({**summary, "parameters": run.trainers[0].parameters,
+                              "fold_records": every_fold},
                              checkpoint=ray.train.Checkpoint.from_directory(directory))
 
 

@@ -1,0 +1,204 @@
+"""From a study to configurations: ablation variants, dotted overrides, and their validation.
+
+A configuration is the study's base (model, training settings, feature set) with dotted
+overrides applied: `model.name`, `model.options.<option>`, `train.<setting>` (nested, e.g.
+`train.loss.gamma`) and `feature_set`. When an override changes the model family, the base's
+model options are dropped (they belong to the other model). Training starts from the
+model family's paper training (`ser_ray.train.paper_training`), then the study's `train`, then
+the overrides.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from ser_ray import models
+from ser_ray.errors import UserError
+from ser_ray.study.schema import AblationSpec, Parameter, StudyConfig
+from ser_ray.train.config import TrainConfig, paper_training
+from ser_ray.train.losses import LossOptions
+
+ROOT_KEYS = ("model.name", "model.options.<option>", "train.<setting>", "feature_set")
+BASELINE = "baseline"
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A named configuration of an ablation: its factor levels and its overrides."""
+
+    name: str
+    factors: dict[str, str] = field(default_factory=dict)
+    changes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Configuration:
+    """A resolved configuration, everything but the seed."""
+
+    model: str
+    model_options: dict[str, Any]
+    train: TrainConfig
+    feature_set: str
+
+    def identity(self) -> dict[str, Any]:
+        return {"model": self.model, "model_options": self.model_options,
+                "train": self.train.model_dump(mode="json", exclude={"seed"}),
+                "feature_set": self.feature_set}
+
+
+def ablation_variants(ablation: AblationSpec) -> list[Variant]:
+    """The design's variants, baseline first.
+
+    one-factor: the baseline (every factor at its baseline level), then one row per
+    non-baseline level of each factor, then the extra named variants. leave-one-out: the same
+    rows, named "w/o <factor>". factorial: every combination of levels.
+    """
+    factors = ablation.factors
+    baseline_levels = {name: factor.baseline_level for name, factor in factors.items()}
+    if ablation.design == "factorial":
+        combos = itertools.product(*([(name, level) for level in factor.levels]
+                                     for name, factor in factors.items()))
+        return [_variant(", ".join(f"{n}={lvl}" for n, lvl in combo), dict(combo), ablation)
+                for combo in combos]
+    variants = [_variant(BASELINE, baseline_levels, ablation)]
+    for name, factor in factors.items():
+        for level in factor.levels:
+            if level == factor.baseline_level:
+                continue
+            label = f"w/o {name}" if ablation.design == "leave-one-out" else f"{name}={level}"
+            variants.append(_variant(label, {**baseline_levels, name: level}, ablation))
+    for label, changes in ablation.variants.items():
+        base = _variant(label, baseline_levels, ablation)
+        variants.append(Variant(label, base.factors, {**base.changes, **changes}))
+    names = [variant.name for variant in variants]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise UserError(f"ablation variant names repeat: {duplicates}; rename the extra "
+                        f"variants")
+    return variants
+
+
+def _variant(name: str, levels: dict[str, str], ablation: AblationSpec) -> Variant:
+    changes: dict[str, Any] = {}
+    for factor_name, level in levels.items():
+        changes.update(ablation.factors[factor_name].levels[level])
+    return Variant(name, dict(levels), changes)
+
+
+def resolve(study: StudyConfig, changes: dict[str, Any], epochs: int | None = None,
+            seed: int = 0) -> Configuration:
+    """The configuration `changes` make of the study's base, validated."""
+    model_name = study.model.name
+    options = dict(study.model.options)
+    train: dict[str, Any] = _deep_copy(study.train)
+    feature_set = study.feature_set
+    if "model.name" in changes:
+        new_name = changes["model.name"]
+        if models.family(new_name) != models.family(model_name):
+            options = {}
+        model_name = new_name
+    for key, value in changes.items():
+        if key in ("model.name", "feature_set"):
+            continue
+        if key.startswith("model.options."):
+            options[key.removeprefix("model.options.")] = value
+        elif key.startswith("train."):
+            _set_nested(train, key.removeprefix("train.").split("."), value)
+        else:
+            raise UserError(f"unknown parameter {key!r}; parameters are "
+                            f"{', '.join(ROOT_KEYS)}")
+    feature_set = changes.get("feature_set", feature_set)
+    family = models.family(model_name)
+    if isinstance(feature_set, dict):
+        if family not in feature_set:
+            raise UserError(f"feature_set maps no feature set to model family {family!r}; "
+                            f"it maps {', '.join(feature_set)}")
+        feature_set = feature_set[family]
+    if feature_set not in study.features:
+        raise UserError(f"feature_set {feature_set!r} is not a feature set of the study; "
+                        f"feature sets: {', '.join(study.features)}")
+    models.parse_options(family, _preset_options(model_name, options))
+    train_config = paper_training(family, {**train, "epochs": epochs or study.budget.epochs,
+                                           "seed": seed})
+    return Configuration(model_name, options, train_config, feature_set)
+
+
+def _preset_options(model_name: str, options: dict[str, Any]) -> dict[str, Any]:
+    if model_name in models.preset_names():
+        return {**models.get_preset(model_name).options, **options}
+    return options
+
+
+def config_hash(configuration: Configuration, data_identity: dict[str, Any]) -> str:
+    """Content hash of a configuration on given data (manifest, folds, feature caches):
+    the same configuration in another or an extended study reuses its ledger units."""
+    payload = json.dumps({**configuration.identity(), "data": data_identity}, sort_keys=True,
+                         default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def check_study(study: StudyConfig) -> list[Variant]:
+    """Resolve every configuration the study can produce (all variants, or every searched
+    parameter at its bounds), so a bad key or value fails before anything runs."""
+    if study.ablation is not None:
+        variants = ablation_variants(study.ablation)
+        for variant in variants:
+            _resolve_named(study, variant.changes, f"variant {variant.name!r}")
+        return variants
+    assert study.search is not None
+    parameters = study.search.parameters
+    for name, parameter in parameters.items():
+        context = {parent: (allowed[0] if isinstance(allowed, list) else allowed)
+                   for parent, allowed in (parameter.when or {}).items()}
+        for value in _probe_values(parameter):
+            _resolve_named(study, {**context, name: value}, f"search parameter {name!r}")
+    return []
+
+
+def _probe_values(parameter: Parameter) -> list[Any]:
+    values = parameter.grid_values()
+    if values is not None:
+        return values
+    cast = int if parameter.type == "int" else float
+    return [cast(parameter.low), cast(parameter.high)]
+
+
+def _resolve_named(study: StudyConfig, changes: dict[str, Any], what: str) -> None:
+    for key in changes:
+        _check_key(key)
+    try:
+        resolve(study, changes)
+    except UserError as error:
+        raise UserError(f"{what}: {error}") from error
+
+
+def _check_key(key: str) -> None:
+    if key in ("model.name", "feature_set"):
+        return
+    if key.startswith("model.options.") and key.count(".") == 2:
+        return
+    if key.startswith("train."):
+        path = key.removeprefix("train.").split(".")
+        fields = TrainConfig.model_fields
+        if path[0] == "loss" and len(path) == 2 and path[1] in LossOptions.model_fields:
+            return
+        if len(path) == 1 and path[0] in fields and path[0] not in ("epochs", "seed"):
+            return
+        valid = [f"train.{name}" for name in fields if name not in ("epochs", "seed")]
+        valid += [f"train.loss.{name}" for name in LossOptions.model_fields]
+        raise UserError(f"unknown parameter {key!r}; training settings: {', '.join(valid)}")
+    raise UserError(f"unknown parameter {key!r}; parameters are {', '.join(ROOT_KEYS)}")
+
+
+def _set_nested(target: dict[str, Any], path: list[str], value: Any) -> None:
+    for part in path[:-1]:
+        target = target.setdefault(part, {})
+    target[path[-1]] = value
+
+
+def _deep_copy(values: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(values))

@@ -1,0 +1,403 @@
+"""Running a study on Ray Tune: ablation grids, Optuna searches with ASHA, and the ledger.
+
+The ledger is the study's memory. A Tune callback in the driver appends every trial's units
+(one per fold) when the trial finishes, is pruned, or fails for good; `ser-ray resume DIR`
+and an extended study run only the units the ledger lacks. The Optuna study lives in
+`DIR/optuna.db` (open it with `optuna-dashboard sqlite:///DIR/optuna.db`), Tune's results and
+TensorBoard logs in `DIR/tune/`, and `DIR/progress.md` is refreshed as units finish.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import optuna
+import ray
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.search.optuna import OptunaSearch
+
+from ser_ray.errors import UserError
+from ser_ray.ray_session import ensure_ray
+from ser_ray.study.design import (
+    Configuration,
+    Variant,
+    ablation_variants,
+    check_study,
+    config_hash,
+    resolve,
+)
+from ser_ray.study.ledger import append_units, read_ledger, recorded_units
+from ser_ray.study.prepare import STUDY_FILE, STUDY_YAML, PreparedStudy, prepare_study
+from ser_ray.study.schema import Parameter, StudyConfig, load_study
+from ser_ray.study.trial import (
+    UNIT_KEY,
+    TrialContext,
+    TrialUnit,
+    encode_choice,
+    run_trial,
+    trial_unit,
+)
+from ser_ray.train.results import selected_records
+
+OPTUNA_FILE = "optuna.db"
+PROGRESS_FILE = "progress.md"
+TRIAL_PREFIX = "trial_"
+
+
+@dataclass(frozen=True)
+class StudyResult:
+    experiment_dir: Path
+    units_planned: int
+    units_recorded: int
+    units_run: int
+
+
+def run_study(study_path: Path, experiment_dir: Path, cache_root: Path | None = None,
+              study: StudyConfig | None = None) -> StudyResult:
+    """Run (or continue) the study of `study_path` in `experiment_dir`."""
+    study = study or load_study(study_path)
+    experiment_dir = experiment_dir.expanduser().resolve()
+    variants = check_study(study)
+    _claim_directory(study, study_path, experiment_dir)
+    prepared = prepare_study(study, experiment_dir, variants, cache_root)
+    description = {**prepared.description,
+                   **_design_description(study, prepared, variants)}
+    _write_description(experiment_dir, description)
+    ensure_ray()
+    context = TrialContext(
+        study_json=study.model_dump_json(), manifest=str(prepared.manifest),
+        folds=str(prepared.folds), caches={k: str(v) for k, v in prepared.caches.items()},
+        fold_indices=prepared.fold_indices, experiment_dir=str(experiment_dir))
+    ledger = LedgerWriter(study, prepared, context, description["planned_units"])
+    if study.ablation is not None:
+        units = _missing_ablation_units(study, prepared, variants)
+        print(f"{len(units)} trials to run ({ledger.recorded} of {ledger.planned} units "
+              f"already in the ledger)", flush=True)
+        if units:
+            _fit(study, experiment_dir, context, ledger, param_space={
+                UNIT_KEY: tune.grid_search(units)}, num_samples=1)
+    else:
+        remaining = _remaining_trials(study, experiment_dir)
+        print(f"{remaining} trials to run ({ledger.trials_done} already in the ledger)",
+              flush=True)
+        if remaining:
+            _fit(study, experiment_dir, context, ledger, num_samples=remaining,
+                 search_alg=_optuna_search(study, experiment_dir))
+    ledger.refresh_progress()
+    return StudyResult(experiment_dir, ledger.planned, ledger.recorded, ledger.written)
+
+
+def resume_study(experiment_dir: Path, cache_root: Path | None = None) -> StudyResult:
+    """Continue a study from its directory: only the units its ledger lacks are run."""
+    study_yaml = Path(experiment_dir) / STUDY_YAML
+    if not study_yaml.is_file():
+        raise UserError(f"{experiment_dir} is not a study directory (no {STUDY_YAML}); start "
+                        f"one with `ser-ray search FILE.yaml --out {experiment_dir}`")
+    return run_study(study_yaml, Path(experiment_dir), cache_root)
+
+
+def _claim_directory(study: StudyConfig, study_path: Path, experiment_dir: Path) -> None:
+    """A directory holds one study: the same data and design may grow (more trials, levels,
+    seeds), anything else is refused instead of mixing two studies' units."""
+    experiment_dir.mkdir(parents=True, exist_ok=True)
+    saved = experiment_dir / STUDY_YAML
+    if saved.is_file() and saved.resolve() != Path(study_path).resolve():
+        previous = load_study(saved)
+        fixed = ("corpus", "selection", "protocol", "objective")
+        changed = [name for name in fixed
+                   if getattr(previous, name) != getattr(study, name)]
+        if previous.design != study.design:
+            changed.append("design")
+        if changed:
+            raise UserError(f"{experiment_dir} holds a study with other {', '.join(changed)}; "
+                            f"extend a study only with more trials, levels or seeds, or "
+                            f"use another --out")
+    if not saved.is_file() or saved.resolve() != Path(study_path).resolve():
+        shutil.copyfile(study_path, saved)
+        # Relative corpus paths were resolved against the original file's folder.
+        saved.write_text(_absolute_yaml(study))
+
+
+def _absolute_yaml(study: StudyConfig) -> str:
+    import yaml
+
+    return yaml.safe_dump(study.model_dump(mode="json", exclude_none=True), sort_keys=False)
+
+
+def _design_description(study: StudyConfig, prepared: PreparedStudy,
+                        variants: list[Variant]) -> dict[str, Any]:
+    if study.search is not None:
+        return {"variants": [], "search": {
+            "trials": study.budget.trials or study.search.grid_size(),
+            "sampler": study.search.sampler,
+            "scheduler": study.search.scheduler.model_dump(),
+            "space": {name: parameter.model_dump(exclude_none=True)
+                      for name, parameter in study.search.parameters.items()},
+            "optuna_storage": f"sqlite:///{prepared.experiment_dir / OPTUNA_FILE}",
+            "optuna_study": study.name}}
+    return {"variants": [{"name": variant.name, "factors": variant.factors,
+                          "changes": variant.changes,
+                          "config_hash": config_hash(resolve(study, variant.changes),
+                                                     prepared.data_identity)}
+                         for variant in variants]}
+
+
+def _write_description(experiment_dir: Path, description: dict[str, Any]) -> None:
+    import json
+
+    path = experiment_dir / STUDY_FILE
+    if path.is_file():
+        # Keep when the study first started; everything else describes this run.
+        description["started_at"] = json.loads(path.read_text()).get(
+            "started_at", description["started_at"])
+    path.write_text(json.dumps(description, indent=2, sort_keys=True, default=str))
+
+
+def _missing_ablation_units(study: StudyConfig, prepared: PreparedStudy,
+                            variants: list[Variant]) -> list[dict[str, Any]]:
+    done = recorded_units(read_ledger(prepared.experiment_dir))
+    units = []
+    for variant in variants:
+        digest = config_hash(resolve(study, variant.changes), prepared.data_identity)
+        for seed in range(study.seeds):
+            folds = [fold for fold in prepared.fold_indices if (digest, fold, seed) not in done]
+            if folds:
+                units.append({"variant": variant.name, "changes": variant.changes,
+                              "seed": seed, "folds": folds})
+    return units
+
+
+def _remaining_trials(study: StudyConfig, experiment_dir: Path) -> int:
+    assert study.search is not None
+    planned = study.budget.trials or study.search.grid_size()
+    trials_done = {row["variant"] for row in read_ledger(experiment_dir)}
+    return max(planned - len(trials_done), 0)
+
+
+def _optuna_search(study: StudyConfig, experiment_dir: Path) -> OptunaSearch:
+    assert study.search is not None
+    search = study.search
+    storage = optuna.storages.RDBStorage(f"sqlite:///{experiment_dir / OPTUNA_FILE}")
+    _fail_stale_trials(storage, study.name)
+    if search.sampler == "tpe":
+        sampler: optuna.samplers.BaseSampler = optuna.samplers.TPESampler(
+            seed=search.sampler_seed, n_startup_trials=search.n_startup_trials)
+    elif search.sampler == "random":
+        sampler = optuna.samplers.RandomSampler(seed=search.sampler_seed)
+    else:
+        sampler = optuna.samplers.GridSampler(
+            {name: [encode_choice(v) for v in parameter.grid_values() or ()]
+             for name, parameter in search.parameters.items()}, seed=search.sampler_seed)
+    return OptunaSearch(space=_define_by_run(search.parameters), metric=study.objective.metric,
+                        mode=study.objective.mode, sampler=sampler, storage=storage,
+                        study_name=study.name)
+
+
+def _fail_stale_trials(storage: optuna.storages.BaseStorage, study_name: str) -> None:
+    """Trials a killed driver left RUNNING would never finish; record them as failed."""
+    try:
+        study_id = storage.get_study_id_from_name(study_name)
+    except KeyError:
+        return
+    for trial in storage.get_all_trials(study_id, deepcopy=False):
+        if trial.state == optuna.trial.TrialState.RUNNING:
+            storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
+
+
+def _define_by_run(parameters: dict[str, Parameter]) -> Any:
+    """Optuna define-by-run space: a conditional parameter is sampled only when its parents
+    took one of the values its `when` names."""
+
+    def space(trial: optuna.Trial) -> None:
+        values: dict[str, Any] = {}
+        for name, parameter in parameters.items():
+            conditions = parameter.when or {}
+            if not all(_matches(values.get(parent), allowed)
+                       for parent, allowed in conditions.items()):
+                continue
+            values[name] = _suggest(trial, name, parameter)
+
+    return space
+
+
+def _matches(value: Any, allowed: Any) -> bool:
+    choices = allowed if isinstance(allowed, list) else [allowed]
+    return any(value == encode_choice(choice) or value == choice for choice in choices)
+
+
+def _suggest(trial: optuna.Trial, name: str, parameter: Parameter) -> Any:
+    if parameter.type == "categorical":
+        return trial.suggest_categorical(name, [encode_choice(c) for c in parameter.choices or ()])
+    if parameter.type == "int":
+        return trial.suggest_int(name, int(parameter.low), int(parameter.high),  # type: ignore
+                                 step=int(parameter.step or 1), log=parameter.log)
+    return trial.suggest_float(name, float(parameter.low), float(parameter.high),  # type: ignore
+                               step=parameter.step, log=parameter.log)
+
+
+def _fit(study: StudyConfig, experiment_dir: Path, context: TrialContext,
+         ledger: LedgerWriter, num_samples: int, param_space: dict[str, Any] | None = None,
+         search_alg: Any = None) -> None:
+    resources = study.resources
+    if resources.workers > 1:
+        # The trial only drives a TorchTrainer; its workers hold the CPUs and GPUs.
+        trial_resources: dict[str, float] = {"cpu": 0.01}
+        per_trial_cpus = resources.workers * resources.cpus
+    else:
+        trial_resources = {"cpu": resources.cpus, "gpu": resources.gpus}
+        per_trial_cpus = resources.cpus
+    concurrency = resources.max_concurrent_trials or _fitting_trials(per_trial_cpus,
+                                                                     resources.gpus)
+    scheduler = FIFOScheduler()
+    if study.search is not None and study.search.scheduler.kind == "asha":
+        scheduler = ASHAScheduler(
+            metric=study.objective.metric, mode=study.objective.mode,
+            time_attr="training_iteration", max_t=study.budget.epochs,
+            grace_period=study.search.scheduler.grace_period,
+            reduction_factor=study.search.scheduler.reduction_factor)
+    trainable = tune.with_resources(tune.with_parameters(run_trial, context=context),
+                                    trial_resources)
+    tuner = tune.Tuner(
+        trainable, param_space=param_space or {},
+        tune_config=tune.TuneConfig(
+            search_alg=search_alg, scheduler=scheduler, num_samples=num_samples,
+            max_concurrent_trials=concurrency, reuse_actors=resources.workers == 1,
+            time_budget_s=study.budget.wall_time_s,
+            trial_dirname_creator=lambda trial: f"{TRIAL_PREFIX}{trial.trial_id}"),
+        run_config=tune.RunConfig(
+            name=_run_name(experiment_dir), storage_path=str(experiment_dir / "tune"),
+            callbacks=[ledger], verbose=0,
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            failure_config=tune.FailureConfig(max_failures=study.budget.retries)),
+    )
+    tuner.fit()
+
+
+def _fitting_trials(cpus: float, gpus: float) -> int:
+    available = ray.cluster_resources()
+    fits = math.floor(available.get("CPU", 1) / cpus + 1e-9)
+    if gpus:
+        fits = min(fits, math.floor(available.get("GPU", 0) / gpus + 1e-9))
+    return max(fits, 1)
+
+
+def _run_name(experiment_dir: Path) -> str:
+    existing = list((experiment_dir / "tune").glob("run-*"))
+    return f"run-{len(existing) + 1}"
+
+
+class LedgerWriter(tune.Callback):
+    """Driver-side: collects each trial's per-epoch fold records, writes its units to the
+    ledger when it ends (finished, pruned or failed), and refreshes progress.md."""
+
+    def __init__(self, study: StudyConfig, prepared: PreparedStudy, context: TrialContext,
+                 planned: int) -> None:
+        self.study = study
+        self.prepared = prepared
+        self.context = context
+        self.planned = planned
+        self.records: dict[str, dict[int, list[dict[str, Any]]]] = {}
+        self.parameters: dict[str, int] = {}
+        self.started: dict[str, float] = {}
+        self.names: dict[str, str] = {}
+        rows = read_ledger(prepared.experiment_dir)
+        self.recorded = len(recorded_units(rows))
+        self.trials_done = len({row["variant"] for row in rows})
+        self.written = 0
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.started.setdefault(trial.trial_id, time.time())
+        if UNIT_KEY not in trial.config and trial.trial_id not in self.names:
+            self.trials_done += 1
+            self.names[trial.trial_id] = f"{TRIAL_PREFIX}{self.trials_done:04d}"
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
+                        **info: Any) -> None:
+        per_fold = self.records.setdefault(trial.trial_id, {})
+        for record in result.get("fold_records", []):
+            history = per_fold.setdefault(int(record["fold"]), [])
+            history[:] = [r for r in history if r["epoch"] < record["epoch"]] + [record]
+        if "parameters" in result:
+            self.parameters[trial.trial_id] = int(result["parameters"])
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._write(trial, error=None)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._write(trial, error=str(trial.get_error() or "trial failed without an error file"))
+
+    def _write(self, trial: Any, error: str | None) -> None:
+        unit = trial_unit(trial.config, self.context.fold_indices)
+        variant = unit.variant or self.names.get(trial.trial_id, trial.trial_id)
+        configuration = resolve(self.study, unit.changes, seed=unit.seed)
+        digest = config_hash(configuration, self.prepared.data_identity)
+        histories = self.records.pop(trial.trial_id, {})
+        epochs = self.study.budget.epochs
+        rows = [self._unit_row(trial, variant, digest, unit, configuration, fold,
+                               histories.get(fold, []), error, epochs) for fold in unit.folds]
+        append_units(self.prepared.experiment_dir, rows)
+        self.written += len(rows)
+        self.recorded += sum(row["status"] != "failed" for row in rows)
+        finished = [row for row in rows if row["metrics"]]
+        metric = self.study.objective.metric
+        score = (sum(row["metrics"][metric] for row in finished) / len(finished)
+                 if finished else float("nan"))
+        print(f"[{self.recorded}/{self.planned} units] {variant} seed {unit.seed}: "
+              f"{rows[0]['status']}, {metric} {score:.4f} over {len(finished)} folds",
+              flush=True)
+        self.refresh_progress()
+
+    def _unit_row(self, trial: Any, variant: str, digest: str, unit: TrialUnit,
+                  configuration: Configuration, fold: int, history: list[dict[str, Any]],
+                  error: str | None, epochs: int) -> dict[str, Any]:
+        selection = configuration.train.selection
+        chosen = selected_records({fold: history}, selection)[fold] if history else None
+        status = "failed" if error else ("finished" if len(history) >= epochs else "pruned")
+        return {
+            "study": self.study.name, "variant": variant, "config_hash": digest,
+            "config": unit.changes, "factors": self._factors(variant), "seed": unit.seed,
+            "fold": fold, "status": status, "error": error, "epochs_run": len(history),
+            "epochs_planned": epochs, "selection": selection,
+            "selected_epoch": chosen["epoch"] if chosen else None,
+            "metrics": {name: chosen["test"][name] for name in
+                        ("unweighted_accuracy", "weighted_accuracy", "ua_wa_mean",
+                         "macro_f1")} if chosen else None,
+            "per_class_recall": chosen["test"]["per_class_recall"] if chosen else None,
+            "confusion_matrix": chosen["test"]["confusion_matrix"] if chosen else None,
+            "label_names": list(chosen["test"]["per_class_recall"]) if chosen else None,
+            "history": [_compact(record) for record in history],
+            "parameters": self.parameters.get(trial.trial_id),
+            "wall_time_s": sum(record["seconds"] for record in history),
+            "trial_id": trial.trial_id,
+            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+
+    def _factors(self, variant: str) -> dict[str, str]:
+        if self.study.ablation is None:
+            return {}
+        for candidate in ablation_variants(self.study.ablation):
+            if candidate.name == variant:
+                return candidate.factors
+        return {}
+
+    def refresh_progress(self) -> None:
+        try:
+            from ser_ray.report import render_progress
+        except ImportError:
+            return
+        (self.prepared.experiment_dir / PROGRESS_FILE).write_text(
+            render_progress(self.prepared.experiment_dir))
+
+
+def _compact(record: dict[str, Any]) -> dict[str, Any]:
+    return {"epoch": record["epoch"], "train_loss": record["train_loss"], "lr": record["lr"],
+            "seconds": record["seconds"], "test": record["test"],
+            "validation": record["validation"]}
+

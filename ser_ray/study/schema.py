@@ -1,0 +1,330 @@
+"""The study YAML: corpus, protocol, features, model, training, objective, budget, resources,
+and either a `search` space or an `ablation` design — validated strictly, once, at load time.
+
+Every key is checked (an unknown key names the valid ones), every range quotes the bad value,
+and every dotted parameter a search or ablation sets must resolve to a real field: a model
+option of the model it applies to, a training setting, or `feature_set`. Misspellings never
+reach a cluster.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import pydantic
+import yaml
+from pydantic import Field
+
+from ser_ray.errors import UserError
+from ser_ray.schema import StrictModel, validate
+
+OBJECTIVE_METRICS = ("unweighted_accuracy", "weighted_accuracy", "ua_wa_mean", "macro_f1")
+Scalar = str | int | float | bool | None
+
+
+class SyntheticCorpus(StrictModel):
+    """The embedded offline corpus (an IEMOCAP-shaped tree written by `ser-ray corpus synth`)."""
+
+    seed: int = Field(0, ge=0)
+    sessions: int = Field(5, ge=2, le=5)
+    speakers_per_session: int = Field(2, ge=1, le=2)
+    utterances_per_speaker: int = Field(50, ge=2)
+    strength: float = Field(1.0, ge=0, le=1)
+
+
+class CorpusSpec(StrictModel):
+    reader: str = Field(description="corpus reader, e.g. iemocap (ser-ray corpus scan --help)")
+    root: Path | None = Field(None, description="corpus root; relative to the YAML file")
+    synthetic: SyntheticCorpus | None = Field(None, description="generate the offline corpus")
+    min_duration_s: float = Field(0.1, ge=0)
+
+    @pydantic.model_validator(mode="after")
+    def _one_source(self) -> CorpusSpec:
+        if (self.root is None) == (self.synthetic is None):
+            raise ValueError("corpus needs exactly one of `root` (a corpus on disk) or "
+                             "`synthetic` (the offline corpus)")
+        if self.synthetic is not None and self.reader != "iemocap":
+            raise ValueError(f"the synthetic corpus is IEMOCAP-shaped: reader must be "
+                             f"'iemocap', got {self.reader!r}")
+        return self
+
+
+class SelectionSpec(StrictModel):
+    labels: tuple[str, ...] = Field(min_length=2)
+    merge: dict[str, str] = Field(default_factory=dict)
+    improvised_only: bool = False
+
+
+class ProtocolSpec(StrictModel):
+    kind: Literal["stratified", "session", "speaker"]
+    k: int | None = Field(None, ge=2)
+    seed: int = Field(0, ge=0)
+
+
+class FeatureSetSpec(StrictModel):
+    recipe: dict[str, Any] = Field(description="feature recipe: kind plus fields "
+                                   "(ser-ray features --help)")
+    augmentations: tuple[str, ...] = Field((), description="augmentation specs, e.g. "
+                                           "noise:snr=20")
+    seed: int = Field(0, ge=0, description="augmentation seed")
+
+    @pydantic.field_validator("recipe", mode="before")
+    @classmethod
+    def _name_is_a_recipe(cls, value: Any) -> Any:
+        return {"kind": value} if isinstance(value, str) else value
+
+
+class ModelSpec(StrictModel):
+    name: str = Field(description="model or preset (ser-ray models)")
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class Objective(StrictModel):
+    metric: Literal["unweighted_accuracy", "weighted_accuracy", "ua_wa_mean", "macro_f1"] = \
+        "unweighted_accuracy"
+    mode: Literal["max", "min"] = "max"
+
+
+class Budget(StrictModel):
+    epochs: int = Field(ge=1, description="epochs per fold (every configuration)")
+    trials: int | None = Field(None, ge=1, description="search: configurations to try")
+    wall_time_s: float | None = Field(None, gt=0, description="stop starting trials after")
+    retries: int = Field(1, ge=0, description="times a failing trial is retried (from its "
+                         "last checkpoint) before its units are recorded as failed")
+
+
+class Resources(StrictModel):
+    cpus: float = Field(1.0, gt=0, description="CPUs per training worker")
+    gpus: float = Field(0.0, ge=0, description="GPUs per trial")
+    workers: int = Field(1, ge=1, description="Ray Train workers per trial; 1 trains inside "
+                         "the Tune trial, more launch a TorchTrainer (fold-parallel or DDP)")
+    max_concurrent_trials: int | None = Field(None, ge=1, description="default: as many as "
+                                              "the cluster's CPUs (and GPUs) fit")
+
+
+class Parameter(StrictModel):
+    """One searched parameter in Optuna's distribution form, optionally conditional."""
+
+    type: Literal["categorical", "int", "float"]
+    choices: tuple[Any, ...] | None = None
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    when: dict[str, Any] | None = Field(
+        None, description="sample only when each named parameter has the given value (or one "
+        "of a list of values)")
+
+    @pydantic.model_validator(mode="after")
+    def _check(self) -> Parameter:
+        if self.type == "categorical":
+            if not self.choices:
+                raise ValueError("a categorical parameter needs a non-empty `choices` list")
+            if self.low is not None or self.high is not None or self.step is not None \
+                    or self.log:
+                raise ValueError("a categorical parameter takes `choices` only, not "
+                                 "low/high/step/log")
+            return self
+        if self.choices is not None:
+            raise ValueError(f"an {self.type} parameter takes low/high, not `choices`")
+        if self.low is None or self.high is None:
+            raise ValueError(f"an {self.type} parameter needs `low` and `high`")
+        if not self.low <= self.high:
+            raise ValueError(f"`low <= high` must hold, but got low={self.low}, "
+                             f"high={self.high}")
+        if self.log and self.low <= 0:
+            raise ValueError(f"log=true needs low > 0, but got low={self.low}")
+        if self.log and self.step is not None:
+            raise ValueError("`step` and `log` cannot be used together (Optuna)")
+        if self.step is not None and self.step <= 0:
+            raise ValueError(f"step must be > 0, got step={self.step}")
+        if self.type == "int" and any(value is not None and not float(value).is_integer()
+                                      for value in (self.low, self.high, self.step)):
+            raise ValueError(f"an int parameter needs integer low/high/step, got low="
+                             f"{self.low}, high={self.high}, step={self.step}")
+        return self
+
+    def grid_values(self) -> list[Any] | None:
+        """Every value, for a grid; None when the parameter is continuous."""
+        if self.type == "categorical":
+            return list(self.choices or ())
+        if self.type == "int" and not self.log:
+            step = int(self.step or 1)
+            return list(range(int(self.low), int(self.high) + 1, step))  # type: ignore[arg-type]
+        return None
+
+
+class Scheduler(StrictModel):
+    kind: Literal["asha", "none"] = "asha"
+    grace_period: int = Field(1, ge=1, description="epochs before a trial may be stopped")
+    reduction_factor: float = Field(2.0, gt=1)
+
+
+class SearchSpec(StrictModel):
+    parameters: dict[str, Parameter] = Field(min_length=1)
+    sampler: Literal["tpe", "random", "grid"] = "tpe"
+    sampler_seed: int = Field(0, ge=0)
+    n_startup_trials: int = Field(4, ge=0, description="TPE: random trials before modelling")
+    scheduler: Scheduler = Field(default_factory=Scheduler)
+
+    @pydantic.model_validator(mode="after")
+    def _conditions_follow_their_parents(self) -> SearchSpec:
+        seen: dict[str, Parameter] = {}
+        for name, parameter in self.parameters.items():
+            for parent, allowed in (parameter.when or {}).items():
+                if parent not in seen:
+                    later = " (it must come before the parameters that depend on it)" \
+                        if parent in self.parameters else ""
+                    raise ValueError(f"parameter {name!r} is conditional on {parent!r}, which "
+                                     f"is not an earlier parameter of the space{later}; "
+                                     f"parameters: {', '.join(self.parameters)}")
+                values = allowed if isinstance(allowed, list) else [allowed]
+                parent_values = seen[parent].grid_values()
+                if parent_values is not None and any(v not in parent_values for v in values):
+                    raise ValueError(f"parameter {name!r}: `when` asks {parent} in {values}, "
+                                     f"but {parent} takes {parent_values}")
+            seen[name] = parameter
+        if self.sampler == "grid":
+            continuous = [n for n, p in self.parameters.items() if p.grid_values() is None]
+            conditional = [n for n, p in self.parameters.items() if p.when]
+            if continuous or conditional:
+                raise ValueError(f"sampler 'grid' needs unconditional categorical or int "
+                                 f"parameters; not gridable: {', '.join(continuous + conditional)}")
+        return self
+
+    def grid_size(self) -> int:
+        return math.prod(len(p.grid_values() or ()) for p in self.parameters.values())
+
+
+class Factor(StrictModel):
+    """Levels of one factor, in order; each level is a set of dotted overrides."""
+
+    levels: dict[str, dict[str, Any]] = Field(min_length=2)
+    baseline: str | None = Field(None, description="the baseline level (default: the first)")
+
+    @pydantic.field_validator("levels", mode="before")
+    @classmethod
+    def _level_names_are_text(cls, levels: Any) -> Any:
+        if isinstance(levels, dict):
+            odd = [name for name in levels if not isinstance(name, str)]
+            if odd:
+                raise ValueError(f"level names must be text, got {odd}; YAML reads on/off/yes/"
+                                 f"no/true/false and numbers as other types, so quote them "
+                                 f"(\"on\": ...)")
+        return levels
+
+    @pydantic.model_validator(mode="after")
+    def _baseline_is_a_level(self) -> Factor:
+        if self.baseline is not None and self.baseline not in self.levels:
+            raise ValueError(f"baseline {self.baseline!r} is not a level; levels: "
+                             f"{', '.join(self.levels)}")
+        return self
+
+    @property
+    def baseline_level(self) -> str:
+        return self.baseline or next(iter(self.levels))
+
+
+class AblationSpec(StrictModel):
+    design: Literal["one-factor", "factorial", "leave-one-out"]
+    factors: dict[str, Factor] = Field(min_length=1)
+    variants: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="extra named variants (overrides over the baseline), "
+        "e.g. two changes at once as in the papers' ablation tables")
+
+    @pydantic.model_validator(mode="after")
+    def _check(self) -> AblationSpec:
+        if self.design == "leave-one-out":
+            for name, factor in self.factors.items():
+                if len(factor.levels) != 2:
+                    raise ValueError(f"leave-one-out factor {name!r} needs exactly two levels "
+                                     f"(with, without), got {', '.join(factor.levels)}")
+        if self.design == "factorial" and self.variants:
+            raise ValueError("extra `variants` belong to one-factor and leave-one-out designs")
+        return self
+
+
+class Reproduces(StrictModel):
+    paper: Literal["kim2024", "tang2024", "lee2025", "kundu2024"]
+    rows: dict[str, str] = Field(description="variant name → the paper's row key")
+
+
+class StudyConfig(StrictModel):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    description: str = ""
+    corpus: CorpusSpec
+    selection: SelectionSpec
+    protocol: ProtocolSpec
+    features: dict[str, FeatureSetSpec] = Field(min_length=1, description="named feature sets")
+    feature_set: str | dict[str, str] = Field(
+        description="the feature set configurations train on: a name, or a mapping from model "
+        "family to name (searches across models)")
+    model: ModelSpec
+    train: dict[str, Any] = Field(default_factory=dict, description="training settings over the "
+                                  "model's paper training (ser_ray.train.TrainConfig fields)")
+    objective: Objective = Field(default_factory=Objective)
+    budget: Budget
+    resources: Resources = Field(default_factory=Resources)
+    seeds: int = Field(1, ge=1, description="repeats of every configuration, seeds 0..n-1")
+    cache_dir: Path | None = Field(None, description="feature cache root; default "
+                                   "$SER_RAY_CACHE or ~/.cache/ser-ray/features")
+    search: SearchSpec | None = None
+    ablation: AblationSpec | None = None
+    reproduces: Reproduces | None = None
+
+    @pydantic.model_validator(mode="after")
+    def _check(self) -> StudyConfig:
+        if (self.search is None) == (self.ablation is None):
+            raise ValueError("a study has exactly one of `search` or `ablation`")
+        if "epochs" in self.train:
+            raise ValueError("set epochs in `budget.epochs`, not `train.epochs` (one value "
+                             "for every configuration, and the scheduler's limit)")
+        if "seed" in self.train:
+            raise ValueError("use `seeds: N` for repeats; `train.seed` is set per repeat")
+        names = [self.feature_set] if isinstance(self.feature_set, str) \
+            else list(self.feature_set.values())
+        unknown = [name for name in names if name not in self.features]
+        if unknown:
+            raise ValueError(f"feature_set names {unknown} that `features` does not define; "
+                             f"feature sets: {', '.join(self.features)}")
+        if self.search is not None:
+            if self.search.sampler != "grid" and self.budget.trials is None:
+                raise ValueError("a search needs `budget.trials`")
+            if self.seeds != 1:
+                raise ValueError(f"seeds={self.seeds}: repeats belong to ablations; a search "
+                                 f"tries each configuration once (seed 0)")
+        if self.reproduces is not None and self.ablation is None:
+            raise ValueError("`reproduces` maps ablation variants to paper rows; it needs an "
+                             "ablation design")
+        return self
+
+    @property
+    def design(self) -> str:
+        return "search" if self.ablation is None else self.ablation.design
+
+
+def load_study(path: Path) -> StudyConfig:
+    """Read and validate a study YAML; relative corpus and cache paths are from its folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"study file {path} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise UserError(f"{path} is not valid YAML: {error}") from error
+    if not isinstance(raw, dict):
+        raise UserError(f"{path} must hold a mapping of study fields")
+    study = validate(StudyConfig, raw, f"study {path.name}")
+    return _absolute_paths(study, path.parent.resolve())
+
+
+def _absolute_paths(study: StudyConfig, base: Path) -> StudyConfig:
+    corpus = study.corpus
+    if corpus.root is not None and not corpus.root.is_absolute():
+        corpus = corpus.model_copy(update={"root": (base / corpus.root).resolve()})
+    cache_dir = study.cache_dir
+    if cache_dir is not None and not cache_dir.expanduser().is_absolute():
+        cache_dir = (base / cache_dir).resolve()
+    return study.model_copy(update={"corpus": corpus, "cache_dir": cache_dir})

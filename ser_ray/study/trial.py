@@ -1,0 +1,110 @@
+"""The Tune function trainable: one configuration × seed, its folds trained in lock-step.
+
+With one worker the folds train inside the trial process (no Train start-up toll, the same
+loop); with more workers the trial launches a TorchTrainer whose rank 0 reports through
+`TuneReportCallback`. Either way Tune receives, once per epoch, the fold-mean metrics the
+scheduler prunes on plus every fold's record, and a checkpoint a retried trial resumes from.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+from ray.tune.integration.ray_train import TuneReportCallback
+
+from ser_ray.study.design import Configuration, resolve
+from ser_ray.study.schema import StudyConfig
+from ser_ray.train.config import ModelChoice, TrainJob
+from ser_ray.train.loop import LockstepRun
+from ser_ray.train.ray_train import train_folds_on_ray
+from ser_ray.train.results import epoch_summary
+
+UNIT_KEY = "unit"
+# Non-scalar choices (e.g. ECA block lists) travel through Optuna as JSON text.
+JSON_PREFIX = "json:"
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    """What every trial of a study needs, shipped once with `tune.with_parameters`."""
+
+    study_json: str
+    manifest: str
+    folds: str
+    caches: dict[str, str]
+    fold_indices: tuple[int, ...]
+    experiment_dir: str
+
+    @property
+    def study(self) -> StudyConfig:
+        return StudyConfig.model_validate_json(self.study_json)
+
+
+@dataclass(frozen=True)
+class TrialUnit:
+    """The configuration changes, seed and folds one trial trains."""
+
+    changes: dict[str, Any]
+    seed: int
+    folds: tuple[int, ...]
+    variant: str | None
+
+
+def trial_unit(config: dict[str, Any], fold_indices: tuple[int, ...]) -> TrialUnit:
+    """An ablation trial carries its unit; a search trial's config is the sampled values."""
+    if UNIT_KEY in config:
+        unit = config[UNIT_KEY]
+        return TrialUnit(unit["changes"], unit["seed"], tuple(unit["folds"]), unit["variant"])
+    return TrialUnit(decode_sampled(config), 0, fold_indices, None)
+
+
+def decode_sampled(config: dict[str, Any]) -> dict[str, Any]:
+    return {key: json.loads(value.removeprefix(JSON_PREFIX))
+            if isinstance(value, str) and value.startswith(JSON_PREFIX) else value
+            for key, value in config.items()}
+
+
+def encode_choice(value: Any) -> Any:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return JSON_PREFIX + json.dumps(value, sort_keys=True)
+
+
+def build_job(context: TrialContext, unit: TrialUnit) -> tuple[TrainJob, Configuration]:
+    configuration = resolve(context.study, unit.changes, seed=unit.seed)
+    job = TrainJob(manifest=Path(context.manifest), folds=Path(context.folds),
+                   cache=Path(context.caches[configuration.feature_set]),
+                   model=ModelChoice(name=configuration.model,
+                                     options=configuration.model_options),
+                   train=configuration.train, fold_indices=unit.folds)
+    return job, configuration
+
+
+def run_trial(config: dict[str, Any], context: TrialContext) -> None:
+    unit = trial_unit(config, context.fold_indices)
+    job, _ = build_job(context, unit)
+    resources = context.study.resources
+    if resources.workers > 1:
+        train_folds_on_ray(
+            job, storage_path=Path(context.experiment_dir) / "train",
+            name=f"train-{tune.get_context().get_trial_id()}", workers=resources.workers,
+            gpus=resources.gpus, cpus_per_worker=resources.cpus,
+            callbacks=[TuneReportCallback()])
+        return
+    run = LockstepRun(job)
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            run.restore(Path(directory))
+    while not run.finished:
+        records = run.run_epoch()
+        with tempfile.TemporaryDirectory() as directory:
+            run.save(Path(directory))
+            tune.report({**epoch_summary(records), "parameters": run.trainers[0].parameters,
+                         "fold_records": records},
+                        checkpoint=tune.Checkpoint.from_directory(directory))

@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 
 def plot_confusion(matrix: Sequence[Sequence[int]] | np.ndarray, label_names: Sequence[str],
@@ -45,6 +46,62 @@ def plot_learning_curves(epochs: np.ndarray, series: dict[str, tuple[np.ndarray,
     axes.set_title(title, fontsize=10)
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8)
+    return _save(figure, path)
+
+
+def plot_factorial_lines(mean: Sequence[Sequence[float]] | np.ndarray,
+                         sd: Sequence[Sequence[float]] | np.ndarray, line_names: Sequence[str],
+                         x_levels: Sequence[str], path: Path, title: str, xlabel: str,
+                         ylabel: str) -> Path:
+    """One line per row of `mean` (e.g. channel scale) over `x_levels` (e.g. STFT version),
+    with ± sd error bars: the form of the eca_cnn paper's Fig. 6."""
+    means, sds = np.asarray(mean, dtype=float), np.nan_to_num(np.asarray(sd, dtype=float))
+    positions = np.arange(len(x_levels))
+    figure, axes = plt.subplots(figsize=(6.4, 4.0))
+    for name, line_mean, line_sd in zip(line_names, means, sds):
+        axes.errorbar(positions, line_mean, yerr=line_sd, marker="o", markersize=3,
+                      capsize=2, label=name)
+    axes.set_xticks(positions, x_levels)
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel(ylabel)
+    axes.set_title(title, fontsize=10)
+    axes.grid(alpha=0.3)
+    if len(line_names) > 1:
+        axes.legend(fontsize=8)
+    return _save(figure, path)
+
+
+def plot_optimisation_history(trial_numbers: np.ndarray, values: np.ndarray,
+                              finished: np.ndarray, best_so_far: np.ndarray, path: Path,
+                              title: str, ylabel: str) -> Path:
+    """Each trial's objective (finished: dots, pruned or failed: crosses) and the best so far."""
+    figure, axes = plt.subplots(figsize=(6.4, 4.0))
+    axes.scatter(trial_numbers[finished], values[finished], s=14, label="finished trial")
+    if (~finished).any():
+        axes.scatter(trial_numbers[~finished], values[~finished], s=14, marker="x",
+                     color="grey", label="pruned / failed trial")
+    axes.step(trial_numbers, best_so_far, where="post", color="C3", label="best so far")
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.set_xlabel("trial")
+    axes.set_ylabel(ylabel)
+    axes.set_title(title, fontsize=10)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8)
+    return _save(figure, path)
+
+
+def plot_deltas(names: Sequence[str], deltas: np.ndarray, ci_low: np.ndarray,
+                ci_high: np.ndarray, path: Path, title: str, xlabel: str) -> Path:
+    """Forest plot: each variant's mean paired difference from the baseline with its 95 % CI."""
+    positions = np.arange(len(names))[::-1]
+    errors = np.nan_to_num(np.vstack([deltas - ci_low, ci_high - deltas]))
+    figure, axes = plt.subplots(figsize=(6.4, 1.2 + 0.4 * len(names)))
+    axes.errorbar(deltas, positions, xerr=errors, fmt="o", capsize=3)
+    axes.axvline(0.0, color="grey", linewidth=1)
+    axes.set_yticks(positions, names)
+    axes.set_xlabel(xlabel)
+    axes.set_title(title, fontsize=10)
+    axes.grid(alpha=0.3, axis="x")
     return _save(figure, path)
 
 

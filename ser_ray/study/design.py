@@ -148,6 +148,8 @@ def check_study(study: StudyConfig) -> list[Variant]:
         variants = ablation_variants(study.ablation)
         for variant in variants:
             _resolve_named(study, variant.changes, f"variant {variant.name!r}")
+        if study.reproduces is not None:
+            _check_paper_rows(study, [variant.name for variant in variants])
         return variants
     assert study.search is not None
     parameters = study.search.parameters
@@ -157,6 +159,20 @@ def check_study(study: StudyConfig) -> list[Variant]:
         for value in _probe_values(parameter):
             _resolve_named(study, {**context, name: value}, f"search parameter {name!r}")
     return []
+
+
+def _check_paper_rows(study: StudyConfig, variant_names: list[str]) -> None:
+    from ser_ray.report.tables import paper_row_keys
+
+    assert study.reproduces is not None
+    rows = paper_row_keys(study.reproduces.paper)
+    for variant, row in study.reproduces.rows.items():
+        if variant not in variant_names:
+            raise UserError(f"reproduces.rows names variant {variant!r}, which the design does "
+                            f"not make; variants: {', '.join(variant_names)}")
+        if row not in rows:
+            raise UserError(f"reproduces.rows: {row!r} is not a reported result of "
+                            f"{study.reproduces.paper}; rows: {', '.join(rows)}")
 
 
 def _probe_values(parameter: Parameter) -> list[Any]:

@@ -32,7 +32,7 @@ def describe_plan(study: StudyConfig) -> str:
         configurations = study.budget.trials or study.search.grid_size()
         what = [f"search: {configurations} trials, sampler {study.search.sampler}, scheduler "
                 f"{study.search.scheduler.kind}"]
-        what += [f"  {name}: {parameter.model_dump(exclude_none=True, exclude={'log'})}"
+        what += [f"  {name}: {parameter.model_dump(exclude_defaults=True)}"
                  for name, parameter in study.search.parameters.items()]
     else:
         assert study.ablation is not None

@@ -2,8 +2,9 @@
 synthetic one), its manifest and class selection, the leak-checked folds and every feature
 set in the content cache. Re-preparing an experiment directory (resume) reuses all of it.
 
-Layout under the experiment directory:
-    corpus/                        the synthetic corpus, when the study generates one
+The synthetic corpus is generated once per configuration under
+`<cache root>/corpora/synthetic-<hash>/`, beside the feature caches. Layout under the
+experiment directory:
     data/manifest.parquet          the scan (+ manifest_skipped.csv)
     data/manifest_selected.parquet the study's classes
     data/folds.parquet             the protocol's folds, leakage-checked
@@ -16,6 +17,7 @@ import hashlib
 import json
 import os
 import platform
+import shutil
 import subprocess
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -61,7 +63,8 @@ def prepare_study(study: StudyConfig, experiment_dir: Path, variants: list[Varia
     experiment_dir = experiment_dir.resolve()
     data_dir = experiment_dir / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
-    corpus_root = _corpus_root(study, experiment_dir, log)
+    cache_root = (cache_root or study.cache_dir or default_cache_root()).expanduser().resolve()
+    corpus_root = _corpus_root(study, cache_root, log)
     scan = scan_corpus(study.corpus.reader, corpus_root, study.corpus.min_duration_s,
                        progress=True)
     write_scan(scan, data_dir / "manifest.parquet")
@@ -77,8 +80,7 @@ def prepare_study(study: StudyConfig, experiment_dir: Path, variants: list[Varia
     write_folds(folds, protocol, check, data_dir / "folds.parquet")
     log(f"folds: {check.describe()}")
     caches, feature_records, feature_skips = _features(
-        study, data_dir / "manifest_selected.parquet",
-        (cache_root or study.cache_dir or default_cache_root()).expanduser(), log)
+        study, data_dir / "manifest_selected.parquet", cache_root, log)
     fold_indices = tuple(sorted(int(fold) for fold in folds["fold"].unique()))
     data_identity = {
         "manifest": manifest_hash(selected),
@@ -95,17 +97,24 @@ def prepare_study(study: StudyConfig, experiment_dir: Path, variants: list[Varia
                          description)
 
 
-def _corpus_root(study: StudyConfig, experiment_dir: Path, log: Any) -> Path:
+def _corpus_root(study: StudyConfig, cache_root: Path, log: Any) -> Path:
+    """The corpus on disk, or the synthetic one, generated once per configuration beside the
+    feature caches so every study of the same corpus shares its features."""
     if study.corpus.synthetic is None:
         assert study.corpus.root is not None
         return study.corpus.root
-    root = experiment_dir / "corpus"
     wanted = study.corpus.synthetic.model_dump()
-    marker = root / "synthetic.json"
-    if marker.is_file() and json.loads(marker.read_text()) == wanted:
+    digest = hashlib.sha256(json.dumps(wanted, sort_keys=True).encode()).hexdigest()[:12]
+    root = cache_root / "corpora" / f"synthetic-{digest}"
+    if root.is_dir():
         return root
-    summary = write_synthetic_iemocap(root, SynthConfig(**wanted), progress=True)
-    marker.write_text(json.dumps(wanted, sort_keys=True))
+    partial = root.with_name(f"{root.name}.partial-{os.getpid()}")
+    shutil.rmtree(partial, ignore_errors=True)
+    summary = write_synthetic_iemocap(partial, SynthConfig(**wanted), progress=True)
+    try:
+        partial.rename(root)
+    except OSError:
+        shutil.rmtree(partial, ignore_errors=True)  # another process made it first
     log(f"synthetic corpus: {len(summary.records)} utterances in {root}")
     return root
 

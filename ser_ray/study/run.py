@@ -24,6 +24,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search.optuna import OptunaSearch
 
 from ser_ray.errors import UserError
+from ser_ray.report import render_progress
 from ser_ray.ray_session import ensure_ray
 from ser_ray.study.design import (
     Configuration,
@@ -133,8 +134,9 @@ def _absolute_yaml(study: StudyConfig) -> str:
 
 def _design_description(study: StudyConfig, prepared: PreparedStudy,
                         variants: list[Variant]) -> dict[str, Any]:
+    selection = {"selection_rule": resolve(study, {}).train.selection}
     if study.search is not None:
-        return {"variants": [], "search": {
+        return {**selection, "variants": [], "search": {
             "trials": study.budget.trials or study.search.grid_size(),
             "sampler": study.search.sampler,
             "scheduler": study.search.scheduler.model_dump(),
@@ -142,7 +144,7 @@ def _design_description(study: StudyConfig, prepared: PreparedStudy,
                       for name, parameter in study.search.parameters.items()},
             "optuna_storage": f"sqlite:///{prepared.experiment_dir / OPTUNA_FILE}",
             "optuna_study": study.name}}
-    return {"variants": [{"name": variant.name, "factors": variant.factors,
+    return {**selection, "variants": [{"name": variant.name, "factors": variant.factors,
                           "changes": variant.changes,
                           "config_hash": config_hash(resolve(study, variant.changes),
                                                      prepared.data_identity)}
@@ -195,7 +197,7 @@ def _optuna_search(study: StudyConfig, experiment_dir: Path) -> OptunaSearch:
         sampler = optuna.samplers.GridSampler(
             {name: [encode_choice(v) for v in parameter.grid_values() or ()]
              for name, parameter in search.parameters.items()}, seed=search.sampler_seed)
-    return OptunaSearch(space=_define_by_run(search.parameters), metric=study.objective.metric,
+    return OptunaSearch(space=DefineByRun(search.parameters), metric=study.objective.metric,
                         mode=study.objective.mode, sampler=sampler, storage=storage,
                         study_name=study.name)
 
@@ -211,20 +213,20 @@ def _fail_stale_trials(storage: optuna.storages.BaseStorage, study_name: str) ->
             storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
 
 
-def _define_by_run(parameters: dict[str, Parameter]) -> Any:
-    """Optuna define-by-run space: a conditional parameter is sampled only when its parents
-    took one of the values its `when` names."""
+class DefineByRun:
+    """Optuna define-by-run space (picklable, as Tune saves its searcher): a conditional
+    parameter is sampled only when its parents took one of the values its `when` names."""
 
-    def space(trial: optuna.Trial) -> None:
+    def __init__(self, parameters: dict[str, Parameter]) -> None:
+        self.parameters = parameters
+
+    def __call__(self, trial: optuna.Trial) -> None:
         values: dict[str, Any] = {}
-        for name, parameter in parameters.items():
+        for name, parameter in self.parameters.items():
             conditions = parameter.when or {}
-            if not all(_matches(values.get(parent), allowed)
-                       for parent, allowed in conditions.items()):
-                continue
-            values[name] = _suggest(trial, name, parameter)
-
-    return space
+            if all(_matches(values.get(parent), allowed)
+                   for parent, allowed in conditions.items()):
+                values[name] = _suggest(trial, name, parameter)
 
 
 def _matches(value: Any, allowed: Any) -> bool:
@@ -388,10 +390,6 @@ class LedgerWriter(tune.Callback):
         return {}
 
     def refresh_progress(self) -> None:
-        try:
-            from ser_ray.report import render_progress
-        except ImportError:
-            return
         (self.prepared.experiment_dir / PROGRESS_FILE).write_text(
             render_progress(self.prepared.experiment_dir))
 

@@ -1,0 +1,147 @@
+"""Studies on the shared local Ray cluster: ablations, searches with ASHA, ledger, resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import optuna
+import psutil
+import pytest
+import yaml
+
+from ser_ray.cli import main
+from ser_ray.study.ledger import read_ledger, unit_key
+
+TINY_CORPUS = {"reader": "iemocap",
+               "synthetic": {"sessions": 2, "speakers_per_session": 2,
+                             "utterances_per_speaker": 8}}
+STUDY: dict[str, Any] = {
+    "corpus": TINY_CORPUS,
+    "selection": {"labels": ["angry", "happy", "neutral", "sad"], "merge": {"excited": "happy"}},
+    "protocol": {"kind": "session"},
+    "features": {"logmel": {"recipe": {"kind": "logmel", "versions": [2, 8],
+                                       "duration_s": 2.0}}},
+    "feature_set": "logmel",
+    "model": {"name": "eca_cnn", "options": {"scale": 1, "base_width": 4}},
+    "train": {"test_version": 8, "batch_size": 8, "lr": 0.003},
+}
+ECA = {"levels": {"off": {}, "on": {"model.options.eca_blocks": [5, 6]}}}
+VERSION = {"levels": {"v8": {"train.test_version": 8}, "v2": {"train.test_version": 2}}}
+
+
+@pytest.fixture(scope="module")
+def study_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("study_cache")
+
+
+def write_study(path: Path, name: str, **fields: Any) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump({"name": name, **STUDY, **fields}, sort_keys=False))
+    return path
+
+
+def units_by_key(experiment: Path) -> Counter:
+    return Counter(unit_key(row) for row in read_ledger(experiment) if row["status"] != "failed")
+
+
+def test_an_ablation_records_every_unit_once_and_extends(ray_session, study_cache,
+                                                         tmp_path: Path) -> None:
+    experiment = tmp_path / "experiment"
+    first = write_study(tmp_path / "a.yaml", "ablation", budget={"epochs": 2},
+                        ablation={"design": "one-factor", "factors": {"eca": ECA}})
+    assert main(["search", str(first), "--out", str(experiment),
+                 "--cache", str(study_cache)]) == 0
+    rows = read_ledger(experiment)
+    assert {(row["variant"], row["fold"]) for row in rows} == {
+        ("baseline", 0), ("baseline", 1), ("eca=on", 0), ("eca=on", 1)}
+    assert all(row["status"] == "finished" and row["epochs_run"] == 2 for row in rows)
+    assert all(0 <= row["metrics"]["unweighted_accuracy"] <= 1 for row in rows)
+    parameters = {row["variant"]: row["parameters"] for row in rows}
+    assert parameters["eca=on"] == parameters["baseline"] + 2 * 7  # kernel-7 ECA on blocks 5, 6
+    study_json = json.loads((experiment / "study.json").read_text())
+    assert study_json["planned_units"] == 4 and study_json["protocol"]["speaker_independent"]
+    assert (experiment / "report.md").is_file() and (experiment / "progress.md").is_file()
+    assert list((experiment / "tune").rglob("events.out.tfevents.*"))
+
+    extended = write_study(tmp_path / "b.yaml", "ablation", budget={"epochs": 2},
+                           ablation={"design": "one-factor",
+                                     "factors": {"eca": ECA, "version": VERSION}})
+    assert main(["search", str(extended), "--out", str(experiment),
+                 "--cache", str(study_cache)]) == 0
+    counts = units_by_key(experiment)
+    assert len(counts) == 6 and set(counts.values()) == {1}
+    assert {row["variant"] for row in read_ledger(experiment)} == {
+        "baseline", "eca=on", "version=v2"}
+
+
+def test_a_search_prunes_with_asha_and_keeps_the_optuna_study(ray_session, study_cache,
+                                                               tmp_path: Path) -> None:
+    experiment = tmp_path / "search"
+    space = {"train.lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
+             "model.options.eca_blocks": {"type": "categorical", "choices": [[], [5, 6]]},
+             "model.options.eca_kernel": {"type": "categorical", "choices": [3, 7],
+                                          "when": {"model.options.eca_blocks": [[5, 6]]}}}
+    study = write_study(tmp_path / "s.yaml", "search", budget={"epochs": 4, "trials": 6},
+                        search={"parameters": space, "n_startup_trials": 2,
+                                "scheduler": {"kind": "asha", "grace_period": 1}})
+    assert main(["search", str(study), "--out", str(experiment),
+                 "--cache", str(study_cache)]) == 0
+    rows = read_ledger(experiment)
+    trials = {row["variant"] for row in rows}
+    assert len(trials) == 6 and len(rows) == 6 * 2
+    statuses = Counter(row["status"] for row in rows)
+    assert statuses["pruned"] >= 2 and statuses["finished"] >= 2
+    for row in rows:
+        blocks = row["config"]["model.options.eca_blocks"]
+        assert ("model.options.eca_kernel" in row["config"]) == (blocks == [5, 6])
+    loaded = optuna.load_study(study_name="search",
+                               storage=f"sqlite:///{experiment / 'optuna.db'}")
+    assert len(loaded.trials) == 6
+
+
+def descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+@pytest.mark.slow
+def test_a_killed_driver_resumes_without_rerunning_or_missing_units(ray_session, study_cache,
+                                                                    tmp_path: Path) -> None:
+    experiment = tmp_path / "killed"
+    study = write_study(tmp_path / "k.yaml", "killed", budget={"epochs": 2},
+                        resources={"cpus": 1, "max_concurrent_trials": 1},
+                        ablation={"design": "factorial",
+                                  "factors": {"eca": ECA, "version": VERSION}})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ser_ray", "search", str(study), "--out", str(experiment),
+         "--cache", str(study_cache)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None \
+            and len(read_ledger(experiment)) < 2:
+        time.sleep(0.5)
+    assert process.poll() is None, "the study ended before it could be killed"
+    orphans = descendants(process.pid)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    for orphan in orphans:  # Ray's agents outlive a SIGKILLed driver
+        try:
+            orphan.kill()
+        except psutil.NoSuchProcess:
+            pass
+    before = units_by_key(experiment)
+    assert 0 < sum(before.values()) < 8
+    assert main(["resume", str(experiment), "--cache", str(study_cache)]) == 0
+    after = units_by_key(experiment)
+    assert len(after) == 8 and set(after.values()) == {1}
+    assert all(after[key] == 1 for key in before)

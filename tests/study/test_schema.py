@@ -1,0 +1,158 @@
+"""Study YAML validation: every error names the field, quotes the value, lists what is valid."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from ser_ray.cli import main
+from ser_ray.errors import UserError
+from ser_ray.study.design import ablation_variants, check_study
+from ser_ray.study.schema import StudyConfig, load_study
+
+SEARCH_SPACES = Path(__file__).resolve().parents[2] / "search_spaces"
+
+BASE: dict[str, Any] = {
+    "name": "t",
+    "corpus": {"reader": "iemocap", "synthetic": {"sessions": 2}},
+    "selection": {"labels": ["angry", "happy", "neutral", "sad"], "merge": {"excited": "happy"}},
+    "protocol": {"kind": "session"},
+    "features": {"logmel": {"recipe": {"kind": "logmel", "versions": [2, 8]}}},
+    "feature_set": "logmel",
+    "model": {"name": "eca_cnn", "options": {"scale": 1}},
+    "train": {"test_version": 8},
+    "budget": {"epochs": 2, "trials": 4},
+    "search": {"parameters": {"train.lr": {"type": "float", "low": 1e-4, "high": 1e-2,
+                                           "log": True}}},
+}
+
+
+def write(tmp_path: Path, study: dict[str, Any]) -> Path:
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(study))
+    return path
+
+
+def with_changes(**changes: Any) -> dict[str, Any]:
+    return {**BASE, **changes}
+
+
+def load_error(tmp_path: Path, study: dict[str, Any]) -> str:
+    with pytest.raises(UserError) as caught:
+        check_study(load_study(write(tmp_path, study)))
+    return str(caught.value)
+
+
+@pytest.mark.parametrize("path", sorted(SEARCH_SPACES.rglob("*.yaml")), ids=lambda p: p.name)
+def test_every_study_in_search_spaces_validates(path: Path) -> None:
+    check_study(load_study(path))
+
+
+def test_the_valid_base_loads(tmp_path: Path) -> None:
+    study = load_study(write(tmp_path, BASE))
+    assert study.design == "search" and check_study(study) == []
+
+
+def test_an_unknown_key_names_the_key_and_the_valid_ones(tmp_path: Path) -> None:
+    message = load_error(tmp_path, with_changes(budjet={"epochs": 1}))
+    assert "unknown field 'budjet'" in message and "budget" in message
+    nested = load_error(tmp_path, with_changes(budget={"epochs": 2, "trails": 3}))
+    assert "'budget.trails'" in nested and "trials" in nested and "wall_time_s" in nested
+
+
+def test_a_bad_range_quotes_the_value(tmp_path: Path) -> None:
+    message = load_error(tmp_path, with_changes(budget={"epochs": 0, "trials": 2}))
+    assert "'budget.epochs' = 0" in message and "greater than or equal to 1" in message
+    space = {"parameters": {"train.lr": {"type": "float", "low": 0.1, "high": 0.01}}}
+    assert "low=0.1, high=0.01" in load_error(tmp_path, with_changes(search=space))
+    log_zero = {"parameters": {"train.lr": {"type": "float", "low": 0, "high": 1,
+                                            "log": True}}}
+    assert "log=true needs low > 0" in load_error(tmp_path, with_changes(search=log_zero))
+
+
+def test_a_conditional_parameter_needs_its_parent(tmp_path: Path) -> None:
+    space = {"parameters": {"model.options.eca_kernel": {
+        "type": "categorical", "choices": [3, 5], "when": {"model.options.eca_blocks": [[5, 6]]}}}}
+    message = load_error(tmp_path, with_changes(search=space))
+    assert "conditional on 'model.options.eca_blocks'" in message
+    assert "not an earlier parameter" in message
+
+
+def test_a_condition_on_a_value_the_parent_never_takes_is_refused(tmp_path: Path) -> None:
+    space = {"parameters": {
+        "model.options.eca_blocks": {"type": "categorical", "choices": [[], [5, 6]]},
+        "model.options.eca_kernel": {"type": "categorical", "choices": [3, 5],
+                                     "when": {"model.options.eca_blocks": [[4, 5]]}}}}
+    assert "takes [[], [5, 6]]" in load_error(tmp_path, with_changes(search=space))
+
+
+def test_parameters_must_resolve_to_real_fields(tmp_path: Path) -> None:
+    bad_option = {"parameters": {"model.options.scal": {"type": "int", "low": 1, "high": 4}}}
+    message = load_error(tmp_path, with_changes(search=bad_option))
+    assert "unknown option 'scal'" in message and "scale" in message
+    bad_setting = {"parameters": {"train.learning_rate": {"type": "float", "low": 0.1,
+                                                          "high": 0.2}}}
+    message = load_error(tmp_path, with_changes(search=bad_setting))
+    assert "unknown parameter 'train.learning_rate'" in message and "train.lr" in message
+    out_of_range = {"parameters": {"model.options.scale": {"type": "int", "low": 1,
+                                                           "high": 9}}}
+    message = load_error(tmp_path, with_changes(search=out_of_range))
+    assert "'scale' = 9" in message
+
+
+def test_epochs_and_seed_have_one_home_each(tmp_path: Path) -> None:
+    assert "budget.epochs" in load_error(tmp_path, with_changes(train={"epochs": 3}))
+    assert "seeds: N" in load_error(tmp_path, with_changes(train={"seed": 3}))
+
+
+def test_unquoted_yaml_booleans_as_level_names_get_a_hint(tmp_path: Path) -> None:
+    path = tmp_path / "study.yaml"
+    text = yaml.safe_dump({key: value for key, value in BASE.items() if key != "search"})
+    path.write_text(text + "ablation:\n  design: one-factor\n  factors:\n    eca:\n"
+                    "      levels:\n        off: {}\n        on: {model.options.eca_blocks: "
+                    "[5, 6]}\n")
+    with pytest.raises(UserError, match="quote them"):
+        load_study(path)
+
+
+def test_ablation_designs_expand_to_their_variants() -> None:
+    factors = {
+        "eca": {"levels": {"off": {}, "on": {"model.options.eca_blocks": [5, 6]}}},
+        "scale": {"levels": {"k1": {"model.options.scale": 1}, "k2": {"model.options.scale": 2},
+                             "k3": {"model.options.scale": 3}}},
+    }
+    base = {key: value for key, value in BASE.items() if key != "search"}
+    one_factor = StudyConfig.model_validate({**base, "ablation": {
+        "design": "one-factor", "factors": factors,
+        "variants": {"both": {"model.options.eca_blocks": [5, 6], "model.options.scale": 3}}}})
+    names = [v.name for v in ablation_variants(one_factor.ablation)]
+    assert names == ["baseline", "eca=on", "scale=k2", "scale=k3", "both"]
+    both = ablation_variants(one_factor.ablation)[-1]
+    assert both.changes == {"model.options.scale": 3, "model.options.eca_blocks": [5, 6]}
+    factorial = StudyConfig.model_validate({**base, "ablation": {
+        "design": "factorial", "factors": factors}})
+    assert len(ablation_variants(factorial.ablation)) == 2 * 3
+    with pytest.raises(ValueError, match="exactly two levels"):
+        StudyConfig.model_validate({**base, "ablation": {"design": "leave-one-out",
+                                                         "factors": factors}})
+
+
+def test_dry_run_prints_units_and_budget(tmp_path: Path, capsys) -> None:
+    base = {key: value for key, value in BASE.items() if key != "search"}
+    study = {**base, "seeds": 2, "ablation": {"design": "factorial", "factors": {
+        "eca": {"levels": {"off": {}, "on": {"model.options.eca_blocks": [5, 6]}}},
+        "version": {"levels": {"v2": {"train.test_version": 2},
+                               "v8": {"train.test_version": 8}}}}}}
+    assert main(["search", str(write(tmp_path, study)), "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    assert "4 configurations × 2 folds × 2 seeds = 16" in printed
+    assert "at most 32 fold-epochs" in printed
+    assert not (tmp_path / "ledger.jsonl").exists()
+
+
+def test_a_bad_study_exits_with_status_two(tmp_path: Path, capsys) -> None:
+    assert main(["search", str(write(tmp_path, with_changes(seeds=0))), "--dry-run"]) == 2
+    assert "'seeds' = 0" in capsys.readouterr().err

@@ -6,11 +6,16 @@ Exit status: 0 ok, 2 user error (bad flag, file or value; the message says what 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ser_ray.errors import UserError
+
+if TYPE_CHECKING:
+    from ser_ray.study.run import StudyResult
 
 
 def _scan(args: argparse.Namespace) -> None:
@@ -147,7 +152,7 @@ def parse_settings(items: Sequence[str]) -> dict[str, object]:
 def _search(args: argparse.Namespace) -> None:
     from ser_ray.study.schema import load_study
 
-    study = load_study(args.study)
+    study = load_study(args.study, parse_settings(args.set))
     if args.dry_run:
         from ser_ray.study.plan import describe_plan
 
@@ -166,13 +171,17 @@ def _resume(args: argparse.Namespace) -> None:
     _finish_study(resume_study(args.experiment_dir, args.cache))
 
 
-def _finish_study(result: object) -> None:
+def _finish_study(result: StudyResult) -> None:
     from ser_ray.report import write_report
+    from ser_ray.study.best import export_best_model
 
-    report = write_report(result.experiment_dir)  # type: ignore[attr-defined]
-    print(f"units: {result.units_recorded} of {result.units_planned} recorded "  # type: ignore
-          f"({result.units_run} this run)")  # type: ignore[attr-defined]
+    report = write_report(result.experiment_dir)
+    best = export_best_model(result.experiment_dir)
+    print(f"units: {result.units_recorded} of {result.units_planned} recorded "
+          f"({result.units_run} this run)")
     print(f"report: {report}")
+    if best is not None:
+        print(f"best model: {best} (ser-ray predict --checkpoint {best} FILE.wav)")
 
 
 def _report(args: argparse.Namespace) -> None:
@@ -201,7 +210,31 @@ def parse_versions(text: str) -> list[int]:
 def _demo(args: argparse.Namespace) -> None:
     from ser_ray.demo import run_demo
 
-    run_demo(args.out)
+    run_demo(args.out, quick=args.quick, cache_root=args.cache)
+
+
+def _predict(args: argparse.Namespace) -> None:
+    from ser_ray.predict import Predictor, format_predictions
+
+    predictor = Predictor(args.checkpoint)
+    predictions = [predictor.predict(path) for path in args.files]
+    if args.json:
+        print(json.dumps([{"path": p.path, "label": p.label, "probabilities": p.probabilities,
+                           "error": p.error} for p in predictions], indent=2))
+    else:
+        print(format_predictions(predictions, predictor.label_names))
+    failed = [p for p in predictions if p.error]
+    if failed:
+        raise UserError(f"{len(failed)} of {len(predictions)} files could not be labelled: "
+                        + "; ".join(f"{p.path}: {p.error}" for p in failed))
+
+
+def _export(args: argparse.Namespace) -> None:
+    from ser_ray.predict import Predictor
+
+    out = Predictor(args.checkpoint).export(args.out)
+    print(f"exported program: {out} (recipe and labels in {out.with_suffix('.json')}; load "
+          f"with torch.export.load)")
 
 
 def _bench_scan(args: argparse.Namespace) -> None:
@@ -329,6 +362,8 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--out", type=Path, help="experiment directory")
     search.add_argument("--cache", type=Path, help="feature cache root (default: the study's "
                         "cache_dir, $SER_RAY_CACHE or ~/.cache/ser-ray/features)")
+    search.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override a study field, e.g. budget.epochs=2 (repeatable)")
     search.add_argument("--dry-run", action="store_true",
                         help="validate and print the units, resources and budget; run nothing")
     search.set_defaults(handler=_search)
@@ -342,9 +377,24 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("experiment_dir", type=Path)
     report.set_defaults(handler=_report)
 
-    demo = commands.add_parser("demo", help="the offline demo on the synthetic corpus")
+    demo = commands.add_parser("demo", help="every stage on the offline corpus, to a report")
     demo.add_argument("--out", type=Path, default=Path("runs/demo"))
+    demo.add_argument("--quick", action="store_true",
+                      help="a small corpus, 2 epochs, 4 search trials (a few minutes)")
+    demo.add_argument("--cache", type=Path, help="feature cache root")
     demo.set_defaults(handler=_demo)
+
+    predict = commands.add_parser("predict", help="emotion probabilities of WAV files")
+    predict.add_argument("--checkpoint", required=True, type=Path,
+                         help="predictor.pt (ser-ray train OUT/model/, or a study's best_model/)")
+    predict.add_argument("files", nargs="+", type=Path)
+    predict.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    predict.set_defaults(handler=_predict)
+
+    export = commands.add_parser("export", help="a predictor as a torch.export program")
+    export.add_argument("--checkpoint", required=True, type=Path)
+    export.add_argument("--out", required=True, type=Path, help="e.g. model.pt2")
+    export.set_defaults(handler=_export)
 
     listing = commands.add_parser("models", help="every model and preset, shape and size")
     listing.set_defaults(handler=_models)

@@ -90,3 +90,8 @@ def tiny_study(tmp_path_factory: pytest.TempPathFactory, ray_session) -> TinyStu
                      selected_manifest=base / "manifest_4class.parquet",
                      folds=base / "folds.parquet", cache_root=base / "cache",
                      cache=feature_cache.path)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that start their own Ray head run last: `ray stop` ends every Ray process here."""
+    items.sort(key=lambda item: item.get_closest_marker("cluster") is not None)

@@ -81,6 +81,7 @@ def ledger_frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
             "fold": row["fold"], "status": row["status"], "error": row.get("error"),
             "epochs_run": row.get("epochs_run"), "selected_epoch": row.get("selected_epoch"),
             "parameters": row.get("parameters"), "wall_time_s": row.get("wall_time_s"),
+            "trial_id": row.get("trial_id"),
             **{name: metrics.get(name) for name in
                ("unweighted_accuracy", "weighted_accuracy", "ua_wa_mean", "macro_f1")},
         })

@@ -10,7 +10,6 @@ TensorBoard logs in `DIR/tune/`, and `DIR/progress.md` is refreshed as units fin
 from __future__ import annotations
 
 import math
-import shutil
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -121,8 +120,7 @@ def _claim_directory(study: StudyConfig, study_path: Path, experiment_dir: Path)
                             f"extend a study only with more trials, levels or seeds, or "
                             f"use another --out")
     if not saved.is_file() or saved.resolve() != Path(study_path).resolve():
-        shutil.copyfile(study_path, saved)
-        # Relative corpus paths were resolved against the original file's folder.
+        # The validated study, overrides applied and paths absolute: what resume reruns.
         saved.write_text(_absolute_yaml(study))
 
 

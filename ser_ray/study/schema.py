@@ -305,8 +305,12 @@ class StudyConfig(StrictModel):
         return "search" if self.ablation is None else self.ablation.design
 
 
-def load_study(path: Path) -> StudyConfig:
-    """Read and validate a study YAML; relative corpus and cache paths are from its folder."""
+def load_study(path: Path, overrides: dict[str, Any] | None = None) -> StudyConfig:
+    """Read and validate a study YAML; relative corpus and cache paths are from its folder.
+
+    `overrides` set dotted fields before validation (`budget.epochs`, `corpus.synthetic.
+    sessions`), e.g. for a quick smoke run of a real study.
+    """
     path = Path(path)
     if not path.is_file():
         raise UserError(f"study file {path} does not exist")
@@ -316,8 +320,19 @@ def load_study(path: Path) -> StudyConfig:
         raise UserError(f"{path} is not valid YAML: {error}") from error
     if not isinstance(raw, dict):
         raise UserError(f"{path} must hold a mapping of study fields")
+    for key, value in (overrides or {}).items():
+        _set_field(raw, key.split("."), value, key)
     study = validate(StudyConfig, raw, f"study {path.name}")
     return _absolute_paths(study, path.parent.resolve())
+
+
+def _set_field(raw: dict[str, Any], path: list[str], value: Any, key: str) -> None:
+    for part in path[:-1]:
+        nested = raw.setdefault(part, {})
+        if not isinstance(nested, dict):
+            raise UserError(f"--set {key}: {part!r} is not a mapping in the study")
+        raw = nested
+    raw[path[-1]] = value
 
 
 def _absolute_paths(study: StudyConfig, base: Path) -> StudyConfig:

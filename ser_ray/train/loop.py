@@ -12,6 +12,7 @@ epoch's fold-mean metrics, which is what a scheduler prunes on.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -32,6 +33,7 @@ from ser_ray.train.losses import inverse_frequency_weights, make_loss, mixup_bat
 from ser_ray.train.results import Record, run_summary, select_epoch
 
 FOLD_FILE = "fold_{}.pt"
+DESCRIPTION_FILE = "run.json"
 # BatchNorm cannot normalise a batch of one example in training mode.
 MIN_TRAIN_BATCH = 2
 
@@ -259,8 +261,10 @@ class LockstepRun:
         return [trainer.train_epoch() for trainer in self.trainers]
 
     def save(self, directory: Path) -> None:
-        """One file per fold, each written whole before it takes its final name."""
+        """One file per fold, each written whole before it takes its final name, and the run's
+        description, so a checkpoint alone can become a predictor."""
         directory.mkdir(parents=True, exist_ok=True)
+        (directory / DESCRIPTION_FILE).write_text(json.dumps(self.describe()))
         for trainer in self.trainers:
             if trainer.ddp is not None and not trainer.ddp.leader:
                 continue
@@ -343,6 +347,14 @@ class RunOutcome:
         return {**self.description, "predictor_fold": self.predictor_fold,
                 **run_summary(self.histories, self.description["selection"],
                               self.description["label_names"])}
+
+
+def outcome_from_checkpoint(directory: Path) -> RunOutcome:
+    """The outcome recorded in a checkpoint directory written by `LockstepRun.save`."""
+    description = json.loads((directory / DESCRIPTION_FILE).read_text())
+    states = [torch.load(path, map_location="cpu", weights_only=False)
+              for path in sorted(directory.glob(FOLD_FILE.format("*")))]
+    return RunOutcome.from_states(description, states)
 
 
 def _optimizer(module: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:

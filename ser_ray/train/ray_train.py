@@ -11,7 +11,6 @@ checkpoint. Re-running with the same storage path and name resumes from the last
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import tempfile
 from collections.abc import Sequence
@@ -20,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import ray.train
-import torch
 import torch.distributed as dist
 from ray.train.torch import TorchTrainer
 
@@ -28,10 +26,15 @@ from ser_ray.errors import UserError
 from ser_ray.ray_session import ensure_ray
 from ser_ray.train.config import TrainJob
 from ser_ray.train.data import fold_indices_of
-from ser_ray.train.loop import FOLD_FILE, DdpGroup, LockstepRun, RunOutcome, resolve_device
+from ser_ray.train.loop import (
+    DdpGroup,
+    LockstepRun,
+    RunOutcome,
+    outcome_from_checkpoint,
+    resolve_device,
+)
 from ser_ray.train.results import epoch_summary, format_epoch
 
-DESCRIPTION_FILE = "run.json"
 
 
 @dataclass(frozen=True)
@@ -112,8 +115,6 @@ def _train_worker(config: dict[str, Any]) -> None:
             print(format_epoch(summary, job.train.epochs), flush=True)
         with tempfile.TemporaryDirectory() as directory:
             run.save(Path(directory))
-            if rank == 0:
-                Path(directory, DESCRIPTION_FILE).write_text(json.dumps(run.describe()))
             ray.train.report({**summary, "parameters": run.trainers[0].parameters,
                               "fold_records": every_fold},
                              checkpoint=ray.train.Checkpoint.from_directory(directory))
@@ -144,11 +145,4 @@ def train_folds_on_ray(job: TrainJob, *, storage_path: Path, name: str, workers:
     if result.error is not None:
         raise result.error
     with result.checkpoint.as_directory() as directory:
-        return outcome_from_checkpoint(Path(directory), fold_indices)
-
-
-def outcome_from_checkpoint(directory: Path, fold_indices: Sequence[int]) -> RunOutcome:
-    description = json.loads((directory / DESCRIPTION_FILE).read_text())
-    states = [torch.load(directory / FOLD_FILE.format(fold), map_location="cpu",
-                         weights_only=False) for fold in fold_indices]
-    return RunOutcome.from_states(description, states)
+        return outcome_from_checkpoint(Path(directory))

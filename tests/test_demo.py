@@ -1,42 +1,53 @@
-"""The demo end to end: synthetic corpus → scan → 4-class selection → leak-checked folds."""
+"""The demo end to end (quick): every stage on the offline corpus, reports, a best model."""
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import pytest
 
 from ser_ray.cli import main
-from ser_ray.corpus.manifest import read_manifest, read_skipped
-from ser_ray.demo import run_demo
 from ser_ray.folds import read_folds
-from ser_ray.synth import SynthConfig
-
-SMALL = SynthConfig(utterances_per_speaker=12, min_duration_s=1.0, max_duration_s=2.0)
+from ser_ray.predict import Predictor
+from ser_ray.study.ledger import read_ledger
 
 
 @pytest.mark.slow
-def test_demo_pipeline_on_the_synthetic_corpus(tmp_path: Path, capsys) -> None:
-    outputs = run_demo(tmp_path, SMALL)
+def test_quick_demo_produces_reports_with_tables_plots_and_a_model(ray_session, tmp_path: Path,
+                                                                  capsys) -> None:
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--out", str(out), "--cache", str(tmp_path / "cache")]) == 0
+    printed = capsys.readouterr().out
+    for where in ("report:", "TensorBoard:", "optuna-dashboard sqlite:///", "Ray dashboard:",
+                  "ser-ray predict --checkpoint"):
+        assert where in printed
 
-    manifest = read_manifest(outputs.manifest)
-    assert len(manifest) == 5 * 2 * 12
-    assert read_skipped(outputs.manifest).empty
-    assert manifest["speaker"].nunique() == 10
+    ablation = (out / "ablation" / "report.md").read_text()
+    assert "## Factorial" in ablation and "Wilcoxon p" in ablation and "Holm p" in ablation
+    assert "speaker-independent" in ablation
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", ablation)
+    assert images and all((out / "ablation" / image).is_file() for image in images)
+    study = json.loads((out / "ablation" / "study.json").read_text())
+    assert study["planned_units"] == 8 * 5 * 2
+    assert len(read_ledger(out / "ablation")) == study["planned_units"]
+    assert study["features"][0]["recipe"]["versions"] == list(range(1, 9))
+    assert study["features"][0]["augmentations"] == ["noise:snr=20"]
+    folds, protocol = read_folds(out / "ablation" / "data" / "folds.parquet")
+    assert protocol.kind == "session" and folds["fold"].nunique() == 5
 
-    selected = read_manifest(outputs.selected_manifest)
-    assert set(selected["label"]) == {"angry", "happy", "neutral", "sad"}
-    assert set(selected["raw_label"]) == {"ang", "hap", "exc", "neu", "sad"}
+    search = (out / "search" / "report.md").read_text()
+    assert "## Search" in search and "optimisation history" in search
+    assert (out / "search" / "optuna.db").is_file()
+    assert {row["variant"] for row in read_ledger(out / "search")} == {
+        f"trial_{n:04d}" for n in range(1, 5)}
 
-    folds, protocol = read_folds(outputs.folds)
-    assert protocol.kind == "session"
-    by_fold = selected.merge(folds, on="utterance_id").groupby("fold")
-    assert by_fold["session"].nunique().eq(1).all()
-    assert sorted(by_fold["session"].first()) == [f"Session{n}" for n in range(1, 6)]
-
-    summary = outputs.summary.read_text()
-    assert "speaker-independent" in summary
-    assert str(outputs.summary) in capsys.readouterr().out
+    index = (out / "report.md").read_text()
+    assert "[ablation/report.md](ablation/report.md)" in index
+    predictor = Predictor(out / "search" / "best_model" / "predictor.pt")
+    prediction = predictor.predict(out / "new_recording.wav")
+    assert prediction.error is None and prediction.label in predictor.label_names
 
 
 def test_cli_synth_scan_select_folds(tmp_path: Path) -> None:

@@ -152,8 +152,8 @@ def _description(study: StudyConfig, corpus_root: Path, selected: pd.DataFrame, 
     return {
         "name": study.name, "description": study.description, "design": study.design,
         "objective": study.objective.model_dump(),
-        "baseline": "baseline" if ablation is not None and ablation.design != "factorial"
-        else None,
+        # A factorial's baseline is its cell with every factor at the baseline level.
+        "baseline": variants[0].name if ablation is not None else None,
         "factors": {name: list(factor.levels) for name, factor in ablation.factors.items()}
         if ablation is not None else {},
         "seeds": list(range(study.seeds)), "folds": list(fold_indices),

@@ -21,7 +21,7 @@ from ser_ray.study.design import Configuration, resolve
 from ser_ray.study.schema import StudyConfig
 from ser_ray.train.config import ModelChoice, TrainJob
 from ser_ray.train.loop import LockstepRun
-from ser_ray.train.ray_train import train_folds_on_ray
+from ser_ray.train.ray_train import quiet_report_logs, train_folds_on_ray
 from ser_ray.train.results import epoch_summary
 
 UNIT_KEY = "unit"
@@ -86,6 +86,7 @@ def build_job(context: TrialContext, unit: TrialUnit) -> tuple[TrainJob, Configu
 
 
 def run_trial(config: dict[str, Any], context: TrialContext) -> None:
+    quiet_report_logs()
     unit = trial_unit(config, context.fold_indices)
     job, _ = build_job(context, unit)
     resources = context.study.resources

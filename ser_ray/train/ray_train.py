@@ -81,16 +81,18 @@ def _ddp_groups(plans: list[WorkerPlan], rank: int) -> dict[int, DdpGroup]:
     return groups
 
 
-def _quiet_report_logs() -> None:
-    """Ray Train logs every report with its whole metrics dict (all fold records) at INFO."""
+def quiet_report_logs() -> None:
+    """Ray logs every report with its whole metrics dict (all fold records) and every
+    checkpoint at INFO; one line per epoch and fold would bury the progress lines."""
+    from ray.train._internal import storage as tune_storage
     from ray.train.v2._internal.execution import context, storage
 
-    for name in (context.__file__, storage.__name__):
+    for name in (context.__file__, storage.__name__, tune_storage.__name__):
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _train_worker(config: dict[str, Any]) -> None:
-    _quiet_report_logs()
+    quiet_report_logs()
     job = TrainJob.model_validate_json(config["job"])
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()

@@ -6,8 +6,9 @@ STAMP := $(VENV)/.installed
 # The CPU wheel of torch; an open range would pull several GB of CUDA packages.
 TORCH_PIN := torch==2.13.0
 OUT ?= runs/demo
+SHOWCASE := reports/demo
 
-.PHONY: setup test test-fast demo bench clean
+.PHONY: setup test test-fast demo demo-report bench clean
 
 setup: $(STAMP)
 
@@ -27,8 +28,26 @@ test-fast: setup
 demo: setup
 	$(BIN)/ser-ray demo --out $(OUT)
 
+# The committed showcase: a fresh full demo, its reports, figures and ledgers (no caches,
+# checkpoints or corpus).
+demo-report: setup
+	rm -rf runs/demo-report $(SHOWCASE)
+	$(BIN)/ser-ray demo --out runs/demo-report --cache runs/demo-report-cache
+	mkdir -p $(SHOWCASE)
+	cp runs/demo-report/report.md $(SHOWCASE)/
+	for study in ablation search; do \
+	  mkdir -p $(SHOWCASE)/$$study && \
+	  cp -r runs/demo-report/$$study/report.md runs/demo-report/$$study/results.csv \
+	        runs/demo-report/$$study/figures runs/demo-report/$$study/study.json \
+	        runs/demo-report/$$study/ledger.jsonl $(SHOWCASE)/$$study/; \
+	done
+
 bench: setup
 	$(BIN)/ser-ray bench scan
+	$(BIN)/ser-ray bench features
+	$(BIN)/ser-ray bench models
+	$(BIN)/ser-ray bench train
+	$(BIN)/ser-ray bench search
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .hypothesis

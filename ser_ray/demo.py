@@ -111,7 +111,8 @@ def write_index(out_dir: Path, reports: dict[str, Path], predictor: Path | None,
     if predictor is not None:
         lines += ["## The best model", "",
                   f"`{predictor.relative_to(out_dir)}` labels new recordings:", "", "```",
-                  f"ser-ray predict --checkpoint {predictor} {recording}", "```", ""]
+                  f"ser-ray predict --checkpoint {_shown(predictor)} {_shown(recording)}",
+                  "```", ""]
     index = out_dir / "report.md"
     index.write_text("\n".join(lines))
     return index
@@ -141,6 +142,14 @@ def closing_words(out_dir: Path, index: Path, predictor: Path | None, recording:
     if predictor is not None:
         lines.append(f"predict:        ser-ray predict --checkpoint {predictor} {recording}")
     return "\n".join(lines)
+
+
+def _shown(path: Path) -> str:
+    """A path as the user would type it: relative to the working directory when inside it."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def _say(text: Any) -> None:

@@ -67,27 +67,24 @@ class TinyStudy:
 
 @pytest.fixture(scope="session")
 def tiny_study(tmp_path_factory: pytest.TempPathFactory, ray_session) -> TinyStudy:
-    from ser_ray.corpus import Selection, scan_corpus, select_manifest, write_scan
+    from ser_ray.corpus import Selection
     from ser_ray.features import parse_augmentation, parse_recipe
     from ser_ray.features.pipeline import build_features
-    from ser_ray.folds import FoldProtocol, check_folds, make_folds, write_folds
+    from ser_ray.folds import FoldProtocol
+    from ser_ray.study.prepare import manifest_and_folds
     from ser_ray.synth import SynthConfig, write_synthetic_iemocap
 
     base = tmp_path_factory.mktemp("tiny_study")
     write_synthetic_iemocap(base / "corpus", SynthConfig(sessions=3, utterances_per_speaker=20))
-    write_scan(scan_corpus("iemocap", base / "corpus"), base / "manifest.parquet")
-    selected = select_manifest(
-        base / "manifest.parquet",
-        Selection(labels=("angry", "happy", "neutral", "sad"), merge={"excited": "happy"}),
-        base / "manifest_4class.parquet")
-    protocol = FoldProtocol(kind="session")
-    folds = make_folds(selected, protocol)
-    write_folds(folds, protocol, check_folds(selected, folds, protocol), base / "folds.parquet")
+    four_classes = Selection(labels=("angry", "happy", "neutral", "sad"),
+                             merge={"excited": "happy"})
+    manifest_and_folds("iemocap", base / "corpus", four_classes, FoldProtocol(kind="session"),
+                       base, log=lambda _: None)
     recipe = parse_recipe({"kind": "logmel", "versions": [2, 8], "duration_s": 2.0})
-    feature_cache, _ = build_features(base / "manifest_4class.parquet", recipe, base / "cache",
+    feature_cache, _ = build_features(base / "manifest_selected.parquet", recipe, base / "cache",
                                       [parse_augmentation("noise:snr=20")])
     return TinyStudy(root=base / "corpus", manifest=base / "manifest.parquet",
-                     selected_manifest=base / "manifest_4class.parquet",
+                     selected_manifest=base / "manifest_selected.parquet",
                      folds=base / "folds.parquet", cache_root=base / "cache",
                      cache=feature_cache.path)
 

@@ -32,7 +32,7 @@ from ser_ray.corpus.manifest import read_skipped
 from ser_ray.features import parse_augmentation, parse_recipe
 from ser_ray.features.cache import manifest_hash
 from ser_ray.features.pipeline import build_features
-from ser_ray.folds import FoldProtocol, check_folds, make_folds, write_folds
+from ser_ray.folds import FoldCheck, FoldProtocol, check_folds, make_folds, write_folds
 from ser_ray.study.design import Variant
 from ser_ray.study.schema import StudyConfig
 from ser_ray.synth import SynthConfig, write_synthetic_iemocap
@@ -65,20 +65,13 @@ def prepare_study(study: StudyConfig, experiment_dir: Path, variants: list[Varia
     data_dir.mkdir(parents=True, exist_ok=True)
     cache_root = (cache_root or study.cache_dir or default_cache_root()).expanduser().resolve()
     corpus_root = _corpus_root(study, cache_root, log)
-    scan = scan_corpus(study.corpus.reader, corpus_root, study.corpus.min_duration_s,
-                       progress=True)
-    write_scan(scan, data_dir / "manifest.parquet")
-    log(f"scan: {len(scan.manifest)} utterances, {len(scan.skipped)} skipped")
     selection = Selection(labels=study.selection.labels, merge=dict(study.selection.merge),
                           improvised_only=study.selection.improvised_only)
-    selected = select_manifest(data_dir / "manifest.parquet", selection,
-                               data_dir / "manifest_selected.parquet")
     protocol = FoldProtocol(kind=study.protocol.kind, k=study.protocol.k,
                             seed=study.protocol.seed)
-    folds = make_folds(selected, protocol)
-    check = check_folds(selected, folds, protocol)
-    write_folds(folds, protocol, check, data_dir / "folds.parquet")
-    log(f"folds: {check.describe()}")
+    selected, folds, check = manifest_and_folds(study.corpus.reader, corpus_root, selection,
+                                                protocol, data_dir, study.corpus.min_duration_s,
+                                                log)
     caches, feature_records, feature_skips = _features(
         study, data_dir / "manifest_selected.parquet", cache_root, log)
     fold_indices = tuple(sorted(int(fold) for fold in folds["fold"].unique()))
@@ -95,6 +88,24 @@ def prepare_study(study: StudyConfig, experiment_dir: Path, variants: list[Varia
     return PreparedStudy(experiment_dir, data_dir / "manifest_selected.parquet",
                          data_dir / "folds.parquet", fold_indices, caches, data_identity,
                          description)
+
+
+def manifest_and_folds(reader: str, corpus_root: Path, selection: Selection,
+                       protocol: FoldProtocol, data_dir: Path, min_duration_s: float = 0.1,
+                       log: Any = print) -> tuple[pd.DataFrame, pd.DataFrame, FoldCheck]:
+    """Scan → `manifest.parquet`, select → `manifest_selected.parquet`, leak-checked folds →
+    `folds.parquet`, all in `data_dir`; returns the selection, its folds and their check."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    scan = scan_corpus(reader, corpus_root, min_duration_s, progress=True)
+    write_scan(scan, data_dir / "manifest.parquet")
+    log(f"scan: {len(scan.manifest)} utterances, {len(scan.skipped)} skipped")
+    selected = select_manifest(data_dir / "manifest.parquet", selection,
+                               data_dir / "manifest_selected.parquet")
+    folds = make_folds(selected, protocol)
+    check = check_folds(selected, folds, protocol)
+    write_folds(folds, protocol, check, data_dir / "folds.parquet")
+    log(f"folds: {check.describe()}")
+    return selected, folds, check
 
 
 def _corpus_root(study: StudyConfig, cache_root: Path, log: Any) -> Path:
@@ -142,7 +153,8 @@ def _features(study: StudyConfig, manifest: Path, cache_root: Path, log: Any
     return caches, records, skipped
 
 
-def _description(study: StudyConfig, corpus_root: Path, selected: pd.DataFrame, check: Any,
+def _description(study: StudyConfig, corpus_root: Path, selected: pd.DataFrame,
+                 check: FoldCheck,
                  feature_records: list[dict[str, Any]], skipped: list[dict[str, Any]],
                  fold_indices: tuple[int, ...], variants: list[Variant],
                  data_dir: Path) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
 
@@ -97,6 +98,7 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
             gpus=resources.gpus, cpus_per_worker=resources.cpus,
             callbacks=[TuneReportCallback()])
         return
+    torch.set_num_threads(max(1, int(resources.cpus)))
     run = LockstepRun(job)
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:

@@ -112,7 +112,8 @@ class FoldTrainer:
             "fold": self.fold_index, "epoch": self.epoch, "train_loss": train_loss,
             "lr": float(self.optimizer.param_groups[0]["lr"]),
             "train_rows": len(self.splits.train.rows),
-            "seconds": time.perf_counter() - started, "test": test, "validation": validation,
+            "seconds": time.perf_counter() - started, "finished_at": time.time(),
+            "test": test, "validation": validation,
         }
         self.history.append(record)
         if self.config.selection != "last" and \

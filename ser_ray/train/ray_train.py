@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import ray.train
+import torch
 import torch.distributed as dist
 from ray.train.torch import TorchTrainer
 
@@ -93,6 +94,8 @@ def quiet_report_logs() -> None:
 
 def _train_worker(config: dict[str, Any]) -> None:
     quiet_report_logs()
+    # Ray pins OMP_NUM_THREADS to 1 in workers; use the CPUs this worker was given.
+    torch.set_num_threads(max(1, int(config["cpus_per_worker"])))
     job = TrainJob.model_validate_json(config["job"])
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
@@ -134,7 +137,8 @@ def train_folds_on_ray(job: TrainJob, *, storage_path: Path, name: str, workers:
     trainer = TorchTrainer(
         _train_worker,
         train_loop_config={"job": job.model_dump_json(), "folds": list(fold_indices),
-                           "use_gpu": bool(gpus), "verbose": verbose},
+                           "use_gpu": bool(gpus), "verbose": verbose,
+                           "cpus_per_worker": cpus_per_worker},
         scaling_config=ray.train.ScalingConfig(num_workers=workers, use_gpu=bool(gpus),
                                                resources_per_worker=resources),
         run_config=ray.train.RunConfig(

@@ -34,7 +34,8 @@ def make_job(tiny_study, **train: Any) -> TrainJob:
 
 
 def without_timing(histories: dict[int, list[dict]]) -> dict[int, list[dict]]:
-    return {fold: [{k: v for k, v in record.items() if k != "seconds"} for record in history]
+    return {fold: [{k: v for k, v in record.items() if k not in ("seconds", "finished_at")}
+                   for record in history]
             for fold, history in histories.items()}
 
 

@@ -15,14 +15,19 @@ import hashlib
 import json
 import shutil
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import metadata as package_metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from ser_ray.errors import UserError
+
+if TYPE_CHECKING:
+    from ser_ray.features.augment import AugmentationSpec
+    from ser_ray.features.recipes import RecipeBase
 
 # Bump when a change to feature code alters the numbers a recipe produces.
 FEATURE_CODE_VERSION = 1
@@ -37,6 +42,17 @@ def manifest_hash(manifest: pd.DataFrame) -> str:
     """Hash of what the features depend on: ids, files, labels and the audio headers."""
     canonical = manifest.loc[:, list(MANIFEST_HASH_COLUMNS)].sort_values("utterance_id")
     return hashlib.sha256(canonical.to_csv(index=False).encode()).hexdigest()
+
+
+def feature_request(recipe: RecipeBase, augmentations: Sequence[AugmentationSpec], seed: int,
+                    manifest: pd.DataFrame) -> dict[str, Any]:
+    """Everything a feature set depends on besides the code; `cache_key` hashes it."""
+    return {
+        "recipe": recipe.model_dump(mode="json"),
+        "augmentations": [spec.name for spec in augmentations],
+        "seed": seed,
+        "manifest_sha256": manifest_hash(manifest),
+    }
 
 
 def cache_key(request: dict[str, Any]) -> str:

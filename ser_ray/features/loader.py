@@ -11,8 +11,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
-from ser_ray.features.cache import open_cache
 from ser_ray.errors import UserError
+from ser_ray.features.cache import open_cache
 
 
 @dataclass(frozen=True)

@@ -24,14 +24,16 @@ import pyarrow.dataset as pads
 import ray
 
 from ser_ray.corpus.manifest import read_manifest
+from ser_ray.errors import UserError
 from ser_ray.features import cache
 from ser_ray.features.audio import BadAudio, load_waveform
 from ser_ray.features.augment import AugmentationSpec, apply_augmentation
 from ser_ray.features.leakage import derived_utterance_id
-from ser_ray.features.recipes import FeatureRecipe
+from ser_ray.features.recipes import FeatureItem, FeatureRecipe
 
 ORIGINAL = "none"
 SKIPPED_PARTS_DIR = "skipped_parts"
+MAX_UTTERANCES_PER_TASK = 64
 # A local cluster started by ser-ray: quiet, no token file, torch threads not oversubscribed.
 LOCAL_RAY_ENVIRONMENT = {
     "RAY_USAGE_STATS_ENABLED": "0",
@@ -91,7 +93,8 @@ class Featurizer:
         return _rows_table(provenance, items)
 
 
-def _rows_table(provenance: list[tuple[str, str, str, str, str]], items: list) -> pa.Table:
+def _rows_table(provenance: list[tuple[str, str, str, str, str]],
+                items: list[list[FeatureItem]]) -> pa.Table:
     columns: dict[str, list[Any]] = {name: [] for name in feature_schema().names}
     for (utterance_id, source_id, augmentation, params, label), waveform_items in zip(
         provenance, items
@@ -104,8 +107,27 @@ def _rows_table(provenance: list[tuple[str, str, str, str, str]], items: list) -
             columns["stft_version"].append(item.stft_version)
             columns["segment_index"].append(item.segment_index)
             columns["label"].append(label)
-            columns["features"].append(np.ascontiguousarray(item.features, np.float32).ravel())
-    return pa.table(columns, schema=feature_schema())
+            columns["features"].append(item.features)
+    features = _features_column(columns.pop("features"))
+    return pa.table({**columns, "features": features}, schema=feature_schema())
+
+
+def _features_column(arrays: list[np.ndarray]) -> pa.Array:
+    """Equal-shape arrays as one list column over a single float32 buffer: one copy, where a
+    list of per-row arrays would make pyarrow convert row by row."""
+    if not arrays:
+        return pa.array([], pa.large_list(pa.float32()))
+    values = np.stack(arrays).astype(np.float32, copy=False).reshape(-1)
+    offsets = np.arange(len(arrays) + 1, dtype=np.int64) * arrays[0].size
+    return pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(values))
+
+
+def _parquet_options() -> dict[str, list[str]]:
+    """Dictionaries and min/max statistics for the id columns only: on the float features
+    they cost half the write time and serve nothing (every value differs, no one filters on
+    them)."""
+    ids = [name for name in feature_schema().names if name != "features"]
+    return {"use_dictionary": ids, "write_statistics": ids}
 
 
 def ensure_ray() -> None:
@@ -130,14 +152,18 @@ def build_features(
     batch_size: int = 8,
     concurrency: int | None = None,
 ) -> tuple[cache.FeatureCache, bool]:
-    """Features for every utterance of the manifest; returns (cache, whether it was a hit)."""
+    """Features for every utterance of the manifest; returns (cache, whether it was a hit).
+
+    Args:
+        batch_size: manifest rows per featurizer call (decoded, augmented and featurized
+            together).
+        concurrency: featurizer tasks running at once, the size of the Ray Data
+            `TaskPoolStrategy`; None = the cluster's CPUs.
+    """
     manifest = read_manifest(manifest_path)
-    request = {
-        "recipe": recipe.model_dump(mode="json"),
-        "augmentations": [spec.name for spec in augmentations],
-        "seed": seed,
-        "manifest_sha256": cache.manifest_hash(manifest),
-    }
+    if manifest.empty:
+        raise UserError(f"manifest {manifest_path} lists no utterances")
+    request = cache.feature_request(recipe, augmentations, seed, manifest)
     key = cache.cache_key(request)
     cache_root.mkdir(parents=True, exist_ok=True)
     hit = cache.find_complete(cache_root, key)
@@ -167,29 +193,44 @@ def _run(manifest: pd.DataFrame, recipe: FeatureRecipe,
          augmentations: Sequence[AugmentationSpec], seed: int, staging: Path,
          batch_size: int, concurrency: int | None) -> None:
     ensure_ray()
-    context = ray.data.DataContext.get_current()
-    context.enable_progress_bars = sys.stderr.isatty()
     tasks = concurrency or max(1, int(ray.cluster_resources().get("CPU", 1)))
     inputs = manifest.loc[:, ["utterance_id", "path", "label"]]
-    # One block per few batches, so that `tasks` workers share the corpus.
-    blocks = max(1, min(len(inputs), math.ceil(len(inputs) / batch_size)))
-    dataset = ray.data.from_pandas(np.array_split(inputs, blocks))
-    featurized = dataset.map_batches(
-        Featurizer,
-        fn_constructor_args=(recipe, list(augmentations), seed,
-                             str(staging / SKIPPED_PARTS_DIR)),
-        batch_size=batch_size,
-        batch_format="pandas",
-        compute=ray.data.ActorPoolStrategy(size=tasks),
-    )
-    featurized.write_parquet(str(staging / cache.DATA_DIR))
+    dataset = ray.data.from_pandas(_task_blocks(inputs, tasks))
+    dataset.context.enable_progress_bars = sys.stderr.isatty()
+    # Ray 2.60's resource allocator learns the cluster size from an actor it does not wait
+    # for (ray-project/ray#62725): for the first second of every run it sees no CPUs and
+    # admits one task at a time. This plan is one fused decode-featurize-write operator
+    # whose outputs are write receipts, so the allocator has nothing to protect here.
+    dataset.context.op_resource_reservation_enabled = False
+    # Tasks, not an actor pool: the pool's worker processes (torch and librosa imported)
+    # stay warm from one request to the next instead of starting per request, and a
+    # task-pool map fuses with a write of the same size, so feature blocks go from the
+    # featurizer straight to Parquet without passing through the object store.
+    featurizer = Featurizer(recipe, list(augmentations), seed, str(staging / SKIPPED_PARTS_DIR))
+    featurized = dataset.map_batches(featurizer, batch_size=batch_size, batch_format="pandas",
+                                     compute=ray.data.TaskPoolStrategy(size=tasks))
+    featurized.write_parquet(str(staging / cache.DATA_DIR), concurrency=tasks,
+                             **_parquet_options())
+
+
+def _task_blocks(inputs: pd.DataFrame, tasks: int) -> list[pd.DataFrame]:
+    """Equal blocks of manifest rows, a multiple of `tasks` of them (so no worker idles at
+    the end), none over MAX_UTTERANCES_PER_TASK rows.
+
+    A block is one task, and the fused write holds a task's rows until it writes them as
+    one file, so the cap bounds a worker's memory whatever the corpus size.
+    """
+    rounds = math.ceil(len(inputs) / (tasks * MAX_UTTERANCES_PER_TASK))
+    size = math.ceil(len(inputs) / min(len(inputs), tasks * rounds))
+    return [inputs.iloc[start:start + size] for start in range(0, len(inputs), size)]
 
 
 def _collect_skipped(staging: Path) -> pd.DataFrame:
     parts = sorted((staging / SKIPPED_PARTS_DIR).glob("*.csv"))
     columns = ["utterance_id", "path", "reason_code", "reason"]
-    skipped = (pd.concat([pd.read_csv(p, dtype=str) for p in parts], ignore_index=True)
-               if parts else pd.DataFrame(columns=columns))
+    # keep_default_na=False: an utterance id such as "NA" or "nan" is text, not a missing value.
+    tables = [pd.read_csv(part, dtype=str, keep_default_na=False) for part in parts]
+    skipped = pd.concat(tables, ignore_index=True) if parts else pd.DataFrame(columns=columns)
     skipped.sort_values("utterance_id").to_csv(staging / cache.SKIPPED_FILE, index=False)
     for part in parts:
         part.unlink()

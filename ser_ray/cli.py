@@ -238,21 +238,33 @@ def _export(args: argparse.Namespace) -> None:
 
 
 def _bench_scan(args: argparse.Namespace) -> None:
-    from ser_ray.bench import bench_scan
+    from ser_ray.bench.scan import bench_scan
 
     bench_scan(args.files)
 
 
 def _bench_models(args: argparse.Namespace) -> None:
-    from ser_ray.bench import bench_models
+    from ser_ray.bench.models import bench_models
 
     bench_models(args.seconds)
 
 
 def _bench_features(args: argparse.Namespace) -> None:
-    from ser_ray.bench import bench_features
+    from ser_ray.bench.features import bench_features
 
     bench_features(args.utterances, parse_versions(args.versions))
+
+
+def _bench_train(args: argparse.Namespace) -> None:
+    from ser_ray.bench.train import bench_train
+
+    bench_train(args.epochs, args.utterances_per_speaker, cpus=args.cpus)
+
+
+def _bench_search(args: argparse.Namespace) -> None:
+    from ser_ray.bench.search import bench_search
+
+    bench_search(args.trials)
 
 
 def _models(args: argparse.Namespace) -> None:
@@ -415,6 +427,18 @@ def build_parser() -> argparse.ArgumentParser:
     bench_features.add_argument("--versions", default="1-8",
                                 help="logmel STFT versions, e.g. 1-8 or 2,4 (default 1-8)")
     bench_features.set_defaults(handler=_bench_features)
+    bench_train = bench_commands.add_parser(
+        "train", help="per-epoch time: plain k-fold loop vs Ray Train (1 worker)")
+    bench_train.add_argument("--epochs", type=int, default=5, help="at least 3 (default 5)")
+    bench_train.add_argument("--utterances-per-speaker", type=int, default=50,
+                             help="synthetic corpus size (10 speakers; default 50)")
+    bench_train.add_argument("--cpus", type=int, default=2,
+                             help="threads of both paths (default 2)")
+    bench_train.set_defaults(handler=_bench_train)
+    bench_search = bench_commands.add_parser(
+        "search", help="a 16-configuration grid vs TPE + ASHA under a trial budget")
+    bench_search.add_argument("--trials", type=int, default=8, help="TPE trials (default 8)")
+    bench_search.set_defaults(handler=_bench_search)
     return parser
 
 

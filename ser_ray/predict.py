@@ -111,8 +111,9 @@ class Predictor:
             dynamic_shapes={"features": {0: torch.export.Dim("batch", min=1)}})
         out.parent.mkdir(parents=True, exist_ok=True)
         torch.export.save(program, out)
+        shape = ", ".join(map(str, self.feature_shape))
         out.with_suffix(".json").write_text(json.dumps({
-            "input": f"float32 features of shape (batch, {', '.join(map(str, self.feature_shape))})",
+            "input": f"float32 features of shape (batch, {shape})",
             "output": "class log-probabilities (batch, classes); exp() gives probabilities",
             "label_names": self.label_names, "recipe": self.recipe.model_dump(mode="json"),
             "stft_version": self.stft_version, "model": self.saved["model"],

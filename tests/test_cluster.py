@@ -37,7 +37,7 @@ def test_a_study_submitted_as_a_ray_job_succeeds(tmp_path: Path) -> None:
              str(out), "--cache", str(tmp_path / "cache"),
              "--set", "corpus.synthetic.sessions=2", "--set",
              "corpus.synthetic.utterances_per_speaker=6", "--set", "budget.epochs=1",
-             "--set", "features.logmel.recipe.versions=[2, 8]"],
+             "--set", "features.logmel.recipe.versions=[2, 8]", "--set", "seeds=1"],
             env=environment, capture_output=True, text=True, timeout=480)
         from ray.job_submission import JobStatus, JobSubmissionClient
 

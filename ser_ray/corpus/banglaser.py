@@ -7,6 +7,7 @@ repetition (01–03), actor (odd = male).
 from __future__ import annotations
 
 import re
+
 from ser_ray.corpus.reader import CorpusReader, gender_of_numbered_actor, register_reader
 
 

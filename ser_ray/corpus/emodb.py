@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+
 from ser_ray.corpus.reader import CorpusReader, register_reader
 
 SPEAKER_GENDER = {

@@ -1,4 +1,4 @@
-"""Scan a corpus tree into a manifest: one walk, headers only, every bad file kept with a reason."""
+"""Scan a corpus tree into a manifest: one walk, headers only, each bad file kept with a reason."""
 
 from __future__ import annotations
 

@@ -6,6 +6,7 @@ The speaker number restarts per gender, so the speaker id keeps the gender lette
 from __future__ import annotations
 
 import re
+
 from ser_ray.corpus.reader import CorpusReader, register_reader
 
 

@@ -7,6 +7,7 @@ spelling varies, so only the file name is trusted.
 from __future__ import annotations
 
 import re
+
 from ser_ray.corpus.reader import CorpusReader, register_reader
 
 

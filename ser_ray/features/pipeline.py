@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 import uuid
 from collections.abc import Sequence
@@ -30,16 +29,11 @@ from ser_ray.features.audio import BadAudio, load_waveform
 from ser_ray.features.augment import AugmentationSpec, apply_augmentation
 from ser_ray.features.leakage import derived_utterance_id
 from ser_ray.features.recipes import FeatureItem, FeatureRecipe
+from ser_ray.ray_session import ensure_ray
 
 ORIGINAL = "none"
 SKIPPED_PARTS_DIR = "skipped_parts"
 MAX_UTTERANCES_PER_TASK = 64
-# A local cluster started by ser-ray: quiet, no token file, torch threads not oversubscribed.
-LOCAL_RAY_ENVIRONMENT = {
-    "RAY_USAGE_STATS_ENABLED": "0",
-    "RAY_AUTH_MODE": "disabled",
-    "OMP_NUM_THREADS": "1",
-}
 
 
 def feature_schema() -> pa.Schema:
@@ -128,18 +122,6 @@ def _parquet_options() -> dict[str, list[str]]:
     them)."""
     ids = [name for name in feature_schema().names if name != "features"]
     return {"use_dictionary": ids, "write_statistics": ids}
-
-
-def ensure_ray() -> None:
-    """Join the cluster a job runs in (RAY_ADDRESS), or start a quiet local one."""
-    if ray.is_initialized():
-        return
-    if not os.environ.get("RAY_ADDRESS"):
-        for name, value in LOCAL_RAY_ENVIRONMENT.items():
-            os.environ.setdefault(name, value)
-        ray.init(include_dashboard=False, logging_level="ERROR")
-    else:
-        ray.init()
 
 
 def build_features(

@@ -149,7 +149,8 @@ def family(name: str) -> str:
     return name
 
 
-def resolve(name: str, feature_shape: tuple[int, ...], **options: Any) -> tuple[str, dict[str, Any]]:
+def resolve(name: str, feature_shape: tuple[int, ...],
+            **options: Any) -> tuple[str, dict[str, Any]]:
     """(model name, options) for a model or preset name, sized to the features.
 
     Precedence: a preset's options, then the sizes the features imply, then `options`. The

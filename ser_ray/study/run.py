@@ -23,8 +23,8 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search.optuna import OptunaSearch
 
 from ser_ray.errors import UserError
-from ser_ray.report import render_progress
 from ser_ray.ray_session import ensure_ray
+from ser_ray.report import render_progress
 from ser_ray.study.design import (
     Configuration,
     Variant,

@@ -191,7 +191,8 @@ class SearchSpec(StrictModel):
             conditional = [n for n, p in self.parameters.items() if p.when]
             if continuous or conditional:
                 raise ValueError(f"sampler 'grid' needs unconditional categorical or int "
-                                 f"parameters; not gridable: {', '.join(continuous + conditional)}")
+                                 f"parameters; not gridable: "
+                                 f"{', '.join(continuous + conditional)}")
         return self
 
     def grid_size(self) -> int:

@@ -19,6 +19,7 @@ from pydantic import Field
 from ser_ray.schema import StrictModel, validate
 from ser_ray.train.losses import LossOptions
 
+
 class TrainConfig(StrictModel):
     """Optimisation and data-use settings of one run (defaults: the eca_cnn paper, spec §1.5)."""
 

@@ -23,7 +23,7 @@ from ser_ray.features.cache import open_cache
 from ser_ray.features.leakage import assert_no_leakage, test_rows, training_rows
 from ser_ray.features.loader import load_features
 from ser_ray.folds import read_folds
-from ser_ray.train.config import TrainConfig, TrainJob
+from ser_ray.train.config import TrainJob
 
 ORIGINAL = "none"
 

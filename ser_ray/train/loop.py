@@ -81,8 +81,8 @@ class FoldTrainer:
                                        **self.model_options).to(device)
         self.parameters = models.count_parameters(self.module)
         self.input_shape = models.input_shape(self.model_name, **self.model_options)
-        self.model: nn.Module = self.module if ddp is None else nn.parallel.DistributedDataParallel(
-            self.module, process_group=ddp.process_group)
+        self.model: nn.Module = self.module if ddp is None else \
+            nn.parallel.DistributedDataParallel(self.module, process_group=ddp.process_group)
         self.optimizer = _optimizer(self.module, self.config)
         self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer,
                                                                 gamma=self.config.lr_decay)

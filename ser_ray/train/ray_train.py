@@ -37,7 +37,6 @@ from ser_ray.train.loop import (
 from ser_ray.train.results import epoch_summary, format_epoch
 
 
-
 @dataclass(frozen=True)
 class WorkerPlan:
     """The folds one worker trains, and the ranks it shares each fold with under DDP."""

@@ -76,7 +76,8 @@ def write_iemocap_labels(root: Path, rows: pd.DataFrame) -> None:
                 "",
             ]
         (folder / f"{dialog}.txt").write_text("\n".join(blocks))
-        decoy = [f"[0.0000 - 1.0000]\t{u}\tfru\t[1.0000, 1.0000, 1.0000]" for u in group["utterance"]]
+        decoy = [f"[0.0000 - 1.0000]\t{u}\tfru\t[1.0000, 1.0000, 1.0000]"
+                 for u in group["utterance"]]
         (folder / "Categorical" / f"{dialog}_e2_cat.txt").write_text("\n".join(decoy))
 
 

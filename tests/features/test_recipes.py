@@ -14,11 +14,10 @@ from __future__ import annotations
 import librosa
 import numpy as np
 import pytest
-import scipy.signal
 import torch
 
 from ser_ray.errors import UserError
-from ser_ray.features.logmel import center_pad_or_crop
+from ser_ray.features.logmel import center_pad_or_crop, librosa_log_mel
 from ser_ray.features.mfcc_segments import tile_to_length
 from ser_ray.features.recipes import (
     FeatureItem,
@@ -139,18 +138,6 @@ def test_logmel_is_64_by_601_for_every_version_and_length(seconds: float) -> Non
     assert all(item.segment_index is None for item in items)
     assert all(item.features.shape == (64, 601) for item in items)
     assert all(item.features.dtype == np.float32 for item in items)
-
-
-def librosa_log_mel(fixed: np.ndarray, recipe: LogMelRecipe, version: int) -> np.ndarray:
-    window = recipe.window_length(version)
-    power = librosa.feature.melspectrogram(
-        y=fixed, sr=recipe.sample_rate, n_fft=recipe.fft_length(version),
-        hop_length=recipe.hop_length, win_length=window,
-        window=scipy.signal.get_window(recipe.window, window, fftbins=True),
-        center=recipe.center, pad_mode=recipe.pad_mode, power=2.0, n_mels=recipe.n_mels,
-        fmin=recipe.fmin, fmax=recipe.fmax, htk=recipe.mel_scale == "htk",
-        norm="slaney" if recipe.mel_norm == "slaney" else None)
-    return np.log(power + recipe.log_floor)
 
 
 def test_logmel_matches_librosa_for_all_versions_in_a_mixed_batch() -> None:

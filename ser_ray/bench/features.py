@@ -1,128 +1,28 @@
-"""`ser-ray bench ...`: speed figures as ratios against a baseline measured in the same run."""
+"""`ser-ray bench features`: the Ray Data log-Mel pipeline vs a single-process librosa loop
+computing the same 8 versions, and a warm cache hit, with memory peaks."""
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import tempfile
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import soundfile
 
+from ser_ray.bench import seconds
 from ser_ray.corpus.manifest import read_manifest
-from ser_ray.corpus.scan import scan_corpus, walk_files
+from ser_ray.corpus.scan import scan_corpus
 from ser_ray.errors import UserError
 
 if TYPE_CHECKING:
     import psutil
 
     from ser_ray.features.recipes import LogMelRecipe
-
-ESD_SPEAKERS = tuple(f"{n:04d}" for n in range(1, 21))
-BENCH_AUDIO_S = 3.0
-
-
-def _esd_tree(root: Path, files: int) -> None:
-    """`files` ESD-named hard links to one 3 s WAV: a realistic tree without gigabytes."""
-    template = root / "template.wav"
-    rng = np.random.default_rng(0)
-    soundfile.write(template, rng.normal(0, 0.1, int(16000 * BENCH_AUDIO_S)), 16000)
-    for index in range(files):
-        speaker = ESD_SPEAKERS[index % len(ESD_SPEAKERS)]
-        folder = root / "esd" / speaker
-        folder.mkdir(parents=True, exist_ok=True)
-        os.link(template, folder / f"{speaker}_{index // len(ESD_SPEAKERS) + 1:06d}.wav")
-
-
-def _seconds(action: object) -> float:
-    start = time.perf_counter()
-    action()  # type: ignore[operator]
-    return time.perf_counter() - start
-
-
-def bench_scan(files: int) -> dict[str, float]:
-    """Our scan vs a loader that decodes every file (what header-only probing saves)."""
-    if not 1 <= files <= 35_000:
-        raise UserError(f"--files must be within 1..35000 (ESD names), got {files}")
-    with tempfile.TemporaryDirectory(prefix="ser-ray-bench-") as tmp:
-        root = Path(tmp)
-        _esd_tree(root, files)
-        corpus_root = root / "esd"
-        scan_s = _seconds(lambda: scan_corpus("esd", corpus_root))
-        decode_s = _seconds(
-            lambda: [soundfile.read(str(path)) for path in walk_files(corpus_root)]
-        )
-    figures = {
-        "files": files,
-        "scan_s": round(scan_s, 3),
-        "scan_files_per_s": round(files / scan_s, 1),
-        "decode_all_s": round(decode_s, 3),
-        "decode_over_scan": round(decode_s / scan_s, 2),
-    }
-    print(f"scan of {files} files: {scan_s:.2f} s ({files / scan_s:,.0f} files/s)")
-    print(f"baseline, decoding every file: {decode_s:.2f} s → scan is "
-          f"{decode_s / scan_s:.1f}x faster")
-    print(json.dumps(figures))
-    return figures
-
-
-BENCH_BATCH = 32
-BASELINE_PRESET = "eca_cnn-k4"
-
-
-def _train_steps_per_s(preset_name: str, device: str, min_seconds: float) -> float:
-    """Forward + backward samples/s at batch 32 (one warm-up step, then at least min_seconds)."""
-    import torch
-
-    from ser_ray import models
-
-    chosen = models.get_preset(preset_name)
-    model = models.build_preset(chosen).to(device)
-    inputs = torch.randn(BENCH_BATCH, *models.input_shape(chosen.model, **chosen.options),
-                         device=device)
-    targets = torch.randint(0, chosen.num_classes, (BENCH_BATCH,), device=device)
-
-    def step() -> None:
-        model.zero_grad(set_to_none=True)
-        torch.nn.functional.cross_entropy(model(inputs), targets).backward()
-
-    step()
-    steps, start = 0, time.perf_counter()
-    while steps == 0 or time.perf_counter() - start < min_seconds:
-        step()
-        steps += 1
-    if device == "cuda":
-        torch.cuda.synchronize()
-    return steps * BENCH_BATCH / (time.perf_counter() - start)
-
-
-def bench_models(min_seconds: float = 2.0) -> dict[str, dict[str, float]]:
-    """Training throughput of every preset, as a ratio to eca_cnn-k4 measured in the same run."""
-    import torch
-
-    from ser_ray import models
-
-    devices = ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
-    figures: dict[str, dict[str, float]] = {}
-    for device in devices:
-        baseline = _train_steps_per_s(BASELINE_PRESET, device, min_seconds)
-        for preset_name in models.preset_names():
-            rate = (baseline if preset_name == BASELINE_PRESET
-                    else _train_steps_per_s(preset_name, device, min_seconds))
-            figures[f"{device}:{preset_name}"] = {
-                "samples_per_s": round(rate, 1), "vs_baseline": round(rate / baseline, 3)}
-            print(f"{device:4s} {preset_name:28s} {rate:10.1f} samples/s "
-                  f"({rate / baseline:.2f}x {BASELINE_PRESET})", flush=True)
-    print(json.dumps({"batch": BENCH_BATCH, "baseline": BASELINE_PRESET, "figures": figures}))
-    return figures
-
 
 MIB = 1024**2
 MEMORY_SAMPLE_S = 0.1
@@ -156,7 +56,6 @@ def _tree_rss(process: psutil.Process) -> int:
 
 
 def _run_phase(action: Callable[[], object]) -> _Phase:
-    # psutil ships inside Ray (ray/thirdparty_files, on sys.path once ray is imported).
     import psutil
 
     driver = psutil.Process()
@@ -171,10 +70,10 @@ def _run_phase(action: Callable[[], object]) -> _Phase:
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    seconds = _seconds(action)
+    elapsed = seconds(action)
     finished.set()
     sampler.join()
-    return _Phase(seconds, *(round(peak / MIB, 1) for peak in peaks))
+    return _Phase(elapsed, *(round(peak / MIB, 1) for peak in peaks))
 
 
 def _synthetic_manifest(root: Path, utterances: int) -> Path:
@@ -232,7 +131,8 @@ def bench_features(utterances: int = 300,
     """
     from ser_ray.features import parse_recipe
     from ser_ray.features.logmel import librosa_log_mel
-    from ser_ray.features.pipeline import build_features, ensure_ray
+    from ser_ray.features.pipeline import build_features
+    from ser_ray.ray_session import ensure_ray
 
     if utterances < 1:
         raise UserError(f"--utterances must be at least 1, got {utterances}")
@@ -295,9 +195,9 @@ def _print_feature_figures(figures: dict[str, Any]) -> None:
         ("cache hit", figures["cache_hit_s"], None,
          f"{figures['cache_speedup']:.0f}x faster than the cold request"),
     ]
-    for label, seconds, rate, note in rows:
+    for label, phase_seconds, rate, note in rows:
         throughput = f"{rate:8.1f} utterance·versions/s" if rate else " " * 29
-        print(f"{label:36s} {seconds:8.3f} s {throughput}  {note}")
+        print(f"{label:36s} {phase_seconds:8.3f} s {throughput}  {note}")
     print(f"peak memory while Ray ran: driver RSS {figures['ray_driver_rss_mib']:.0f} MiB, "
           f"summed RSS of the driver and all Ray processes "
           f"{figures['ray_tree_rss_mib']:.0f} MiB")

@@ -16,7 +16,7 @@ from typing import Any
 from ser_ray.study.ledger import ledger_frame, read_ledger
 from ser_ray.study.schema import load_study
 
-GRID_STUDY = Path(__file__).resolve().parent.parent / "search_spaces" / "bench" / "grid16.yaml"
+GRID_STUDY = Path(__file__).resolve().parents[2] / "search_spaces" / "bench" / "grid16.yaml"
 
 
 def search_overrides(trials: int, grace_period: int, reduction_factor: float) -> dict[str, Any]:

@@ -41,6 +41,7 @@ from ser_ray.study.trial import (
     TrialContext,
     TrialUnit,
     encode_choice,
+    error_file,
     run_trial,
     trial_unit,
 )
@@ -331,7 +332,10 @@ class LedgerWriter(tune.Callback):
         self._write(trial, error=None)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._write(trial, error=str(trial.get_error() or "trial failed without an error file"))
+        path = error_file(self.prepared.experiment_dir, trial.trial_id)
+        error = path.read_text() if path.is_file() else (
+            "the trial's process ended without a Python error (killed, e.g. out of memory)")
+        self._write(trial, error=error)
 
     def _write(self, trial: Any, error: str | None) -> None:
         unit = trial_unit(trial.config, self.context.fold_indices)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,7 +87,23 @@ def build_job(context: TrialContext, unit: TrialUnit) -> tuple[TrainJob, Configu
     return job, configuration
 
 
+def error_file(experiment_dir: Path, trial_id: str) -> Path:
+    """Where a failing trial leaves its traceback for the ledger (Tune writes its own error
+    file only after its callbacks have run)."""
+    return Path(experiment_dir) / "errors" / f"{trial_id}.txt"
+
+
 def run_trial(config: dict[str, Any], context: TrialContext) -> None:
+    try:
+        _train(config, context)
+    except Exception:
+        path = error_file(Path(context.experiment_dir), tune.get_context().get_trial_id())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(traceback.format_exc())
+        raise
+
+
+def _train(config: dict[str, Any], context: TrialContext) -> None:
     quiet_report_logs()
     unit = trial_unit(config, context.fold_indices)
     job, _ = build_job(context, unit)

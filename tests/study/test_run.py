@@ -145,3 +145,29 @@ def test_a_killed_driver_resumes_without_rerunning_or_missing_units(ray_session,
     after = units_by_key(experiment)
     assert len(after) == 8 and set(after.values()) == {1}
     assert all(after[key] == 1 for key in before)
+
+
+def test_a_configuration_that_keeps_failing_is_recorded_with_its_error(ray_session, study_cache,
+                                                                        tmp_path: Path) -> None:
+    experiment = tmp_path / "failing"
+    one_speaker_sessions = {**TINY_CORPUS, "synthetic": {**TINY_CORPUS["synthetic"],
+                                                         "speakers_per_session": 1}}
+    validation = {"levels": {
+        "none": {},
+        "speaker": {"train.validation": "test-fold-speaker",
+                    "train.selection": "best-validation"}}}
+    study = write_study(tmp_path / "f.yaml", "failing", corpus=one_speaker_sessions,
+                        budget={"epochs": 1, "retries": 0},
+                        ablation={"design": "one-factor", "factors": {"validation": validation}})
+    assert main(["search", str(study), "--out", str(experiment),
+                 "--cache", str(study_cache)]) == 0
+    rows = read_ledger(experiment)
+    failed = [row for row in rows if row["status"] == "failed"]
+    assert {row["variant"] for row in failed} == {"validation=speaker"}
+    assert len(failed) == 2 and all("needs two speakers" in row["error"] for row in failed)
+    assert {row["status"] for row in rows if row["variant"] == "baseline"} == {"finished"}
+    report = (experiment / "report.md").read_text()
+    assert "PARTIAL" in report and "needs two speakers" in report
+    # A resume retries the failed units (they are not done) and records them again.
+    assert main(["resume", str(experiment), "--cache", str(study_cache)]) == 0
+    assert sum(row["status"] == "failed" for row in read_ledger(experiment)) == 4

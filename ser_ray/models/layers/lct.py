@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import torch  # noqa: F401  (the doctests below use it)
 from torch import Tensor, nn
 
 from ser_ray.models.layers.coord_attention import CoordAttention

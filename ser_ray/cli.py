@@ -95,6 +95,9 @@ def _train(args: argparse.Namespace) -> None:
     from ser_ray.train.outputs import write_outputs
     from ser_ray.train.results import epoch_summary, format_epoch
 
+    if args.workers < 0 or args.gpus < 0:
+        raise UserError(f"--workers and --gpus must be 0 or more, got --workers {args.workers} "
+                        f"--gpus {args.gpus}")
     settings = parse_settings(args.set)
     train_settings = settings_under(settings, "train.")
     recipe_settings = settings_under(settings, "recipe.")
@@ -191,8 +194,15 @@ def _report(args: argparse.Namespace) -> None:
 
 
 def settings_under(settings: dict[str, object], prefix: str) -> dict[str, object]:
-    return {key.removeprefix(prefix): value for key, value in settings.items()
-            if key.startswith(prefix)}
+    """The settings whose keys start with `prefix`, nested by their remaining dots
+    (`train.loss.gamma=1` → {"loss": {"gamma": 1}})."""
+    from ser_ray.schema import set_dotted
+
+    nested: dict[str, object] = {}
+    for key, value in settings.items():
+        if key.startswith(prefix):
+            set_dotted(nested, key.removeprefix(prefix), value)
+    return nested
 
 
 def parse_versions(text: str) -> list[int]:

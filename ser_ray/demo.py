@@ -60,8 +60,9 @@ def run_demo(out_dir: Path, quick: bool = False, cache_root: Path | None = None)
 
     started = time.perf_counter()
     out_dir = out_dir.expanduser().resolve()
-    ensure_ray(dashboard=True)
-    _say("Ray is up; while the demo runs its dashboard is at http://127.0.0.1:8265")
+    dashboard = ensure_ray(dashboard=True)
+    if dashboard:
+        _say(f"Ray is up; while the demo runs its dashboard is at {dashboard}")
     reports: dict[str, Path] = {}
     for name in STUDIES:
         path, study = demo_study(name, quick)

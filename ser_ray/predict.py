@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -23,6 +22,7 @@ from ser_ray import models
 from ser_ray.errors import UserError
 from ser_ray.features.audio import BadAudio, load_waveform
 from ser_ray.features.recipes import parse_recipe
+from ser_ray.train.data import Standardizer
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ class Predictor:
             raise UserError(f"checkpoint {path} does not exist (ser-ray train writes "
                             f"OUT/model/predictor.pt)")
         try:
-            saved = torch.load(path, map_location="cpu", weights_only=False)
+            saved = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as error:  # noqa: BLE001  (any unreadable file is the user's to fix)
             raise UserError(f"{path} is not a ser-ray predictor: {error}") from error
         if not isinstance(saved, dict) or "state_dict" not in saved:
@@ -77,9 +77,10 @@ class Predictor:
         model = models.build(saved["model"], len(self.label_names), **saved["model_options"])
         model.load_state_dict(saved["state_dict"])
         model.eval()
-        mean, std = _standardization(saved.get("standardizer"), self.feature_shape)
+        standardizer = Standardizer.from_dict(saved["standardizer"], self.feature_shape)
         self.scorer = ScoringModule(
-            model, models.input_shape(saved["model"], **saved["model_options"]), mean, std)
+            model, models.input_shape(saved["model"], **saved["model_options"]),
+            torch.from_numpy(standardizer.mean), torch.from_numpy(standardizer.std))
 
     @torch.no_grad()
     def probabilities(self, waveform: np.ndarray) -> dict[str, float]:
@@ -119,15 +120,6 @@ class Predictor:
             "stft_version": self.stft_version, "model": self.saved["model"],
             "model_options": self.saved["model_options"]}, indent=2))
         return out
-
-
-def _standardization(values: dict[str, Any] | None,
-                     feature_shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
-    shape = (feature_shape[0], *([1] * (len(feature_shape) - 1)))
-    if values is None:
-        return torch.zeros(shape), torch.ones(shape)
-    return (torch.tensor(values["mean"], dtype=torch.float32).reshape(shape),
-            torch.tensor(values["std"], dtype=torch.float32).reshape(shape))
 
 
 def format_predictions(predictions: list[Prediction], label_names: list[str]) -> str:

@@ -17,13 +17,22 @@ LOCAL_RAY_ENVIRONMENT = {
 }
 
 
-def ensure_ray(num_cpus: int | None = None, dashboard: bool = False) -> None:
-    """Attach to the running cluster, or start a local one (never resized inside a job)."""
+def ensure_ray(num_cpus: int | None = None, dashboard: bool = False) -> str | None:
+    """Attach to the running cluster, or start a local one (never resized inside a job).
+
+    Returns the dashboard's URL when this call connected and the cluster has one.
+    """
     if ray.is_initialized():
-        return
+        return None
     if os.environ.get("RAY_ADDRESS"):
-        ray.init()
-        return
+        return _url(ray.init().dashboard_url)
     for name, value in LOCAL_RAY_ENVIRONMENT.items():
         os.environ.setdefault(name, value)
-    ray.init(num_cpus=num_cpus, include_dashboard=dashboard, logging_level="ERROR")
+    context = ray.init(num_cpus=num_cpus, include_dashboard=dashboard, logging_level="ERROR")
+    return _url(context.dashboard_url)
+
+
+def _url(address: str | None) -> str | None:
+    if not address:
+        return None
+    return address if "://" in address else f"http://{address}"

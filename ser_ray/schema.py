@@ -20,6 +20,23 @@ class StrictModel(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
 
 
+def set_dotted(target: dict[str, Any], key: str, value: Any) -> None:
+    """`target["a"]["b"] = value` for key "a.b", creating the mappings on the way.
+
+    >>> settings = {"loss": {"kind": "ce"}}
+    >>> set_dotted(settings, "loss.gamma", 1.0)
+    >>> settings
+    {'loss': {'kind': 'ce', 'gamma': 1.0}}
+    """
+    parts = key.split(".")
+    for part in parts[:-1]:
+        nested = target.setdefault(part, {})
+        if not isinstance(nested, dict):
+            raise UserError(f"{key}: {part!r} is a value, not a group of settings")
+        target = nested
+    target[parts[-1]] = value
+
+
 def validate(model: type[Model], values: Any, what: str) -> Model:
     """`model.model_validate(values)`, or a UserError describing every problem."""
     try:

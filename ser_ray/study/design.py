@@ -18,6 +18,7 @@ from typing import Any
 
 from ser_ray import models
 from ser_ray.errors import UserError
+from ser_ray.schema import set_dotted
 from ser_ray.study.schema import AblationSpec, Parameter, StudyConfig
 from ser_ray.train.config import TrainConfig, paper_training
 from ser_ray.train.losses import LossOptions
@@ -43,11 +44,13 @@ class Configuration:
     model_options: dict[str, Any]
     train: TrainConfig
     feature_set: str
+    # The model family and every option's value (preset expanded, validated, defaults
+    # included): two spellings of one model are one configuration.
+    resolved_model: tuple[str, dict[str, Any]]
 
     def identity(self) -> dict[str, Any]:
-        return {"model": self.model, "model_options": self.model_options,
-                "train": self.train.model_dump(mode="json", exclude={"seed"}),
-                "feature_set": self.feature_set}
+        return {"model": self.resolved_model,
+                "train": self.train.model_dump(mode="json", exclude={"seed"})}
 
 
 def ablation_variants(ablation: AblationSpec) -> list[Variant]:
@@ -107,7 +110,7 @@ def resolve(study: StudyConfig, changes: dict[str, Any], epochs: int | None = No
         if key.startswith("model.options."):
             options[key.removeprefix("model.options.")] = value
         elif key.startswith("train."):
-            _set_nested(train, key.removeprefix("train.").split("."), value)
+            set_dotted(train, key.removeprefix("train."), value)
         else:
             raise UserError(f"unknown parameter {key!r}; parameters are "
                             f"{', '.join(ROOT_KEYS)}")
@@ -121,10 +124,11 @@ def resolve(study: StudyConfig, changes: dict[str, Any], epochs: int | None = No
     if feature_set not in study.features:
         raise UserError(f"feature_set {feature_set!r} is not a feature set of the study; "
                         f"feature sets: {', '.join(study.features)}")
-    models.parse_options(family, _preset_options(model_name, options))
+    validated = models.parse_options(family, _preset_options(model_name, options))
     train_config = paper_training(family, {**train, "epochs": epochs or study.budget.epochs,
                                            "seed": seed})
-    return Configuration(model_name, options, train_config, feature_set)
+    return Configuration(model_name, options, train_config, feature_set,
+                         (family, validated.model_dump(mode="json")))
 
 
 def _preset_options(model_name: str, options: dict[str, Any]) -> dict[str, Any]:
@@ -134,9 +138,15 @@ def _preset_options(model_name: str, options: dict[str, Any]) -> dict[str, Any]:
 
 
 def config_hash(configuration: Configuration, data_identity: dict[str, Any]) -> str:
-    """Content hash of a configuration on given data (manifest, folds, feature caches):
-    the same configuration in another or an extended study reuses its ledger units."""
-    payload = json.dumps({**configuration.identity(), "data": data_identity}, sort_keys=True,
+    """Content hash of a configuration on given data: the utterances and labels, the folds,
+    and the configuration's own feature set (by its recipe, not where it is cached). The
+    same configuration in another or an extended study reuses its ledger units.
+
+    `data_identity` holds "manifest", "folds" and "features" (feature set name → identity).
+    """
+    data = {"manifest": data_identity["manifest"], "folds": data_identity["folds"],
+            "features": data_identity["features"][configuration.feature_set]}
+    payload = json.dumps({**configuration.identity(), "data": data}, sort_keys=True,
                          default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
@@ -146,8 +156,15 @@ def check_study(study: StudyConfig) -> list[Variant]:
     parameter at its bounds), so a bad key or value fails before anything runs."""
     if study.ablation is not None:
         variants = ablation_variants(study.ablation)
+        seen: dict[str, str] = {}
         for variant in variants:
-            _resolve_named(study, variant.changes, f"variant {variant.name!r}")
+            configuration = _resolve_named(study, variant.changes, f"variant {variant.name!r}")
+            identity = json.dumps({**configuration.identity(),
+                                   "features": configuration.feature_set}, sort_keys=True)
+            if identity in seen:
+                raise UserError(f"variants {seen[identity]!r} and {variant.name!r} are the same "
+                                f"configuration; drop one or make them differ")
+            seen[identity] = variant.name
         if study.reproduces is not None:
             _check_paper_rows(study, [variant.name for variant in variants])
         return variants
@@ -183,11 +200,11 @@ def _probe_values(parameter: Parameter) -> list[Any]:
     return [cast(parameter.low), cast(parameter.high)]
 
 
-def _resolve_named(study: StudyConfig, changes: dict[str, Any], what: str) -> None:
+def _resolve_named(study: StudyConfig, changes: dict[str, Any], what: str) -> Configuration:
     for key in changes:
         _check_key(key)
     try:
-        resolve(study, changes)
+        return resolve(study, changes)
     except UserError as error:
         raise UserError(f"{what}: {error}") from error
 
@@ -208,12 +225,6 @@ def _check_key(key: str) -> None:
         valid += [f"train.loss.{name}" for name in LossOptions.model_fields]
         raise UserError(f"unknown parameter {key!r}; training settings: {', '.join(valid)}")
     raise UserError(f"unknown parameter {key!r}; parameters are {', '.join(ROOT_KEYS)}")
-
-
-def _set_nested(target: dict[str, Any], path: list[str], value: Any) -> None:
-    for part in path[:-1]:
-        target = target.setdefault(part, {})
-    target[path[-1]] = value
 
 
 def _deep_copy(values: dict[str, Any]) -> dict[str, Any]:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-import math
 import os
 
+import torch
+
 from ser_ray import models
+from ser_ray.errors import UserError
+from ser_ray.features.recipes import parse_recipe
 from ser_ray.study.design import check_study, resolve
 from ser_ray.study.schema import StudyConfig
 
@@ -40,22 +43,27 @@ def describe_plan(study: StudyConfig) -> str:
         what = [f"ablation ({study.ablation.design}): {configurations} variants"]
         for variant in variants:
             configuration = resolve(study, variant.changes)
-            parameters = models.count_parameters(models.build(
-                models.family(configuration.model), len(study.selection.labels),
-                **{**_preset_options(configuration.model), **configuration.model_options}))
+            recipe = parse_recipe(study.features[configuration.feature_set].recipe)
+            name, options = models.resolve(configuration.model, recipe.feature_shape(),
+                                           **configuration.model_options)
+            parameters = models.count_parameters(
+                models.build(name, len(study.selection.labels), **options))
             what.append(f"  {variant.name}: {variant.changes or '(the baseline)'} — "
                         f"{parameters:,} parameters")
     resources = study.resources
-    cpus = os.cpu_count() or 1
-    per_trial = resources.cpus * resources.workers
-    concurrency = resources.max_concurrent_trials or max(math.floor(cpus / per_trial), 1)
+    cpus, gpus = os.cpu_count() or 1, torch.cuda.device_count()
+    try:
+        here = (f"{resources.concurrent_trials(cpus, gpus)} trial(s) at once on this "
+                f"machine's {cpus} CPUs and {gpus} GPUs")
+    except UserError:
+        here = f"too big for this machine ({cpus} CPUs, {gpus} GPUs): run it on a cluster"
     lines = [f"study {study.name!r}: valid", *what,
              f"corpus: {study.corpus.reader}"
              f" ({'synthetic' if study.corpus.synthetic else study.corpus.root}); classes "
              f"{', '.join(study.selection.labels)}; protocol {study.protocol.kind}"]
     if folds is None:
-        lines.append(f"units: {configurations} configurations × folds (one per speaker, "
-                     f"known after the scan) × {study.seeds} seeds")
+        lines.append(f"units: {configurations} configurations × folds (one per "
+                     f"{study.protocol.kind}, known after the scan) × {study.seeds} seeds")
     else:
         units = configurations * folds * study.seeds
         lines += [f"units: {configurations} configurations × {folds} folds × {study.seeds} "
@@ -65,9 +73,6 @@ def describe_plan(study: StudyConfig) -> str:
                   + (f", wall time ≤ {study.budget.wall_time_s:g} s"
                      if study.budget.wall_time_s else "")]
     lines.append(f"resources per trial: {resources.workers} worker(s) × {resources.cpus:g} CPU, "
-                 f"{resources.gpus:g} GPU; {concurrency} trial(s) at once on {cpus} CPUs here")
+                 f"{resources.gpus:g} GPU; {here}")
     return "\n".join(lines)
 
-
-def _preset_options(model_name: str) -> dict:
-    return models.get_preset(model_name).options if model_name in models.preset_names() else {}

@@ -30,7 +30,6 @@ import pandas as pd
 from ser_ray.corpus import Selection, scan_corpus, select_manifest, write_scan
 from ser_ray.corpus.manifest import read_skipped
 from ser_ray.features import parse_augmentation, parse_recipe
-from ser_ray.features.cache import manifest_hash
 from ser_ray.features.pipeline import build_features
 from ser_ray.folds import FoldCheck, FoldProtocol, check_folds, make_folds, write_folds
 from ser_ray.study.design import Variant
@@ -39,6 +38,9 @@ from ser_ray.synth import SynthConfig, write_synthetic_iemocap
 
 STUDY_FILE = "study.json"
 STUDY_YAML = "study.yaml"
+UTTERANCE_IDENTITY = ("utterance_id", "label", "speaker", "duration_s", "sample_rate",
+                      "channels")
+FEATURE_IDENTITY = ("recipe", "augmentations", "seed", "feature_code_version")
 PACKAGES = ("ser-ray", "ray", "torch", "optuna", "numpy", "pandas", "pyarrow", "librosa",
             "soundfile", "soxr", "scikit-learn", "scipy")
 
@@ -75,11 +77,12 @@ def prepare_study(study: StudyConfig, experiment_dir: Path, variants: list[Varia
     caches, feature_records, feature_skips = _features(
         study, data_dir / "manifest_selected.parquet", cache_root, log)
     fold_indices = tuple(sorted(int(fold) for fold in folds["fold"].unique()))
+    # Contents, not locations: the same corpus cached elsewhere is the same data.
     data_identity = {
-        "manifest": manifest_hash(selected),
-        "folds": hashlib.sha256(folds.sort_values("utterance_id").to_csv(index=False).encode())
-        .hexdigest(),
-        "features": {name: path.name for name, path in caches.items()},
+        "manifest": _content_hash(selected.loc[:, list(UTTERANCE_IDENTITY)]),
+        "folds": _content_hash(folds),
+        "features": {record["name"]: {key: record[key] for key in FEATURE_IDENTITY}
+                     for record in feature_records},
     }
     skipped = [{"stage": "scan", **row} for row in
                read_skipped(data_dir / "manifest.parquet").to_dict("records")] + feature_skips
@@ -106,6 +109,11 @@ def manifest_and_folds(reader: str, corpus_root: Path, selection: Selection,
     write_folds(folds, protocol, check, data_dir / "folds.parquet")
     log(f"folds: {check.describe()}")
     return selected, folds, check
+
+
+def _content_hash(frame: pd.DataFrame) -> str:
+    ordered = frame.sort_values("utterance_id").reset_index(drop=True)
+    return hashlib.sha256(ordered.to_csv(index=False).encode()).hexdigest()
 
 
 def _corpus_root(study: StudyConfig, cache_root: Path, log: Any) -> Path:
@@ -146,7 +154,9 @@ def _features(study: StudyConfig, manifest: Path, cache_root: Path, log: Any
         caches[name] = feature_cache.path
         records.append({"name": name, "cache_key": feature_cache.path.name,
                         "path": str(feature_cache.path), "recipe": metadata["recipe"],
-                        "augmentations": metadata["augmentations"], "rows": metadata["rows"]})
+                        "augmentations": metadata["augmentations"], "seed": metadata["seed"],
+                        "feature_code_version": metadata["feature_code_version"],
+                        "rows": metadata["rows"]})
         skipped += [{"stage": "features", "path": row["path"], "reason_code": row["reason_code"],
                      "reason": row["reason"]}
                     for row in feature_cache.skipped().to_dict("records")]

@@ -9,8 +9,9 @@ TensorBoard logs in `DIR/tune/`, and `DIR/progress.md` is refreshed as units fin
 
 from __future__ import annotations
 
-import math
-import time
+import contextlib
+import fcntl
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -48,6 +49,7 @@ from ser_ray.study.trial import (
 from ser_ray.train.results import selected_records
 
 OPTUNA_FILE = "optuna.db"
+LOCK_FILE = ".driver.lock"
 PROGRESS_FILE = "progress.md"
 TRIAL_PREFIX = "trial_"
 
@@ -66,7 +68,29 @@ def run_study(study_path: Path, experiment_dir: Path, cache_root: Path | None = 
     study = study or load_study(study_path)
     experiment_dir = experiment_dir.expanduser().resolve()
     variants = check_study(study)
-    _claim_directory(study, study_path, experiment_dir)
+    experiment_dir.mkdir(parents=True, exist_ok=True)
+    with _only_driver(experiment_dir):
+        _claim_directory(study, study_path, experiment_dir)
+        return _run(study, experiment_dir, variants, cache_root)
+
+
+@contextlib.contextmanager
+def _only_driver(experiment_dir: Path) -> Iterator[None]:
+    """One driver per experiment directory: two would run the same missing units twice."""
+    with (experiment_dir / LOCK_FILE).open("a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as error:
+            raise UserError(f"another ser-ray process is running the study in "
+                            f"{experiment_dir}; wait for it to end or stop it") from error
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _run(study: StudyConfig, experiment_dir: Path, variants: list[Variant],
+         cache_root: Path | None) -> StudyResult:
     prepared = prepare_study(study, experiment_dir, variants, cache_root)
     description = {**prepared.description,
                    **_design_description(study, prepared, variants)}
@@ -107,7 +131,6 @@ def resume_study(experiment_dir: Path, cache_root: Path | None = None) -> StudyR
 def _claim_directory(study: StudyConfig, study_path: Path, experiment_dir: Path) -> None:
     """A directory holds one study: the same data and design may grow (more trials, levels,
     seeds), anything else is refused instead of mixing two studies' units."""
-    experiment_dir.mkdir(parents=True, exist_ok=True)
     saved = experiment_dir / STUDY_YAML
     if saved.is_file() and saved.resolve() != Path(study_path).resolve():
         previous = load_study(saved)
@@ -247,24 +270,19 @@ def _fit(study: StudyConfig, experiment_dir: Path, context: TrialContext,
          ledger: LedgerWriter, num_samples: int, param_space: dict[str, Any] | None = None,
          search_alg: Any = None) -> None:
     resources = study.resources
-    if resources.workers > 1:
-        # The trial only drives a TorchTrainer; its workers hold the CPUs and GPUs.
-        trial_resources: dict[str, float] = {"cpu": 0.01}
-        per_trial_cpus = resources.workers * resources.cpus
-    else:
-        trial_resources = {"cpu": resources.cpus, "gpu": resources.gpus}
-        per_trial_cpus = resources.cpus
-    concurrency = resources.max_concurrent_trials or _fitting_trials(per_trial_cpus,
-                                                                     resources.gpus)
+    cluster = ray.cluster_resources()
+    concurrency = resources.concurrent_trials(cluster.get("CPU", 0), cluster.get("GPU", 0))
     scheduler = FIFOScheduler()
     if study.search is not None and study.search.scheduler.kind == "asha":
+        # Rungs count epochs, not reports: a retried TorchTrainer trial resumes at its last
+        # epoch while Tune's iteration count starts again.
         scheduler = ASHAScheduler(
             metric=study.objective.metric, mode=study.objective.mode,
-            time_attr="training_iteration", max_t=study.budget.epochs,
+            time_attr="epoch", max_t=study.budget.epochs,
             grace_period=study.search.scheduler.grace_period,
             reduction_factor=study.search.scheduler.reduction_factor)
     trainable = tune.with_resources(tune.with_parameters(run_trial, context=context),
-                                    trial_resources)
+                                    resources.tune_request())
     tuner = tune.Tuner(
         trainable, param_space=param_space or {},
         tune_config=tune.TuneConfig(
@@ -279,14 +297,6 @@ def _fit(study: StudyConfig, experiment_dir: Path, context: TrialContext,
             failure_config=tune.FailureConfig(max_failures=study.budget.retries)),
     )
     tuner.fit()
-
-
-def _fitting_trials(cpus: float, gpus: float) -> int:
-    available = ray.cluster_resources()
-    fits = math.floor(available.get("CPU", 1) / cpus + 1e-9)
-    if gpus:
-        fits = min(fits, math.floor(available.get("GPU", 0) / gpus + 1e-9))
-    return max(fits, 1)
 
 
 def _run_name(experiment_dir: Path) -> str:
@@ -306,18 +316,21 @@ class LedgerWriter(tune.Callback):
         self.planned = planned
         self.records: dict[str, dict[int, list[dict[str, Any]]]] = {}
         self.parameters: dict[str, int] = {}
-        self.started: dict[str, float] = {}
         self.names: dict[str, str] = {}
+        self.done: set[str] = set()
         rows = read_ledger(prepared.experiment_dir)
         self.recorded = len(recorded_units(rows))
         self.trials_done = len({row["variant"] for row in rows})
+        # After the highest number ever written: a trial killed mid-run left a gap, and
+        # reusing its number would merge two configurations under one name.
+        self.last_number = max((int(row["variant"].removeprefix(TRIAL_PREFIX))
+                                for row in rows if _is_trial_name(row["variant"])), default=0)
         self.written = 0
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.started.setdefault(trial.trial_id, time.time())
         if UNIT_KEY not in trial.config and trial.trial_id not in self.names:
-            self.trials_done += 1
-            self.names[trial.trial_id] = f"{TRIAL_PREFIX}{self.trials_done:04d}"
+            self.last_number += 1
+            self.names[trial.trial_id] = f"{TRIAL_PREFIX}{self.last_number:04d}"
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
                         **info: Any) -> None:
@@ -334,10 +347,17 @@ class LedgerWriter(tune.Callback):
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         path = error_file(self.prepared.experiment_dir, trial.trial_id)
         error = path.read_text() if path.is_file() else (
-            "the trial's process ended without a Python error (killed, e.g. out of memory)")
+            "no traceback reached the driver: the trial's process was killed (e.g. out of "
+            "memory) or its node does not share the experiment directory")
         self._write(trial, error=error)
 
     def _write(self, trial: Any, error: str | None) -> None:
+        # Once per trial, whatever Tune calls after a failure inside this callback.
+        if trial.trial_id in self.done:
+            return
+        self.done.add(trial.trial_id)
+        if error is None and not self.records.get(trial.trial_id):
+            error = "the trial ended before it finished an epoch (e.g. the wall-time budget)"
         unit = trial_unit(trial.config, self.context.fold_indices)
         variant = unit.variant or self.names.get(trial.trial_id, trial.trial_id)
         configuration = resolve(self.study, unit.changes, seed=unit.seed)
@@ -392,8 +412,17 @@ class LedgerWriter(tune.Callback):
         return {}
 
     def refresh_progress(self) -> None:
-        (self.prepared.experiment_dir / PROGRESS_FILE).write_text(
-            render_progress(self.prepared.experiment_dir))
+        try:
+            text = render_progress(self.prepared.experiment_dir)
+        except Exception as error:  # noqa: BLE001  (a progress page never stops a study)
+            print(f"progress.md not refreshed: {error!r}", flush=True)
+            return
+        (self.prepared.experiment_dir / PROGRESS_FILE).write_text(text)
+
+
+def _is_trial_name(name: str) -> bool:
+    number = name.removeprefix(TRIAL_PREFIX)
+    return name.startswith(TRIAL_PREFIX) and number.isdigit()
 
 
 def _compact(record: dict[str, Any]) -> dict[str, Any]:

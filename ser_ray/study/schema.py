@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import pydantic
 import yaml
 from pydantic import Field
 
 from ser_ray.errors import UserError
-from ser_ray.schema import StrictModel, validate
+from ser_ray.schema import StrictModel, set_dotted, validate
 
 OBJECTIVE_METRICS = ("unweighted_accuracy", "weighted_accuracy", "ua_wa_mean", "macro_f1")
 Scalar = str | int | float | bool | None
@@ -102,6 +102,36 @@ class Resources(StrictModel):
                          "the Tune trial, more launch a TorchTrainer (fold-parallel or DDP)")
     max_concurrent_trials: int | None = Field(None, ge=1, description="default: as many as "
                                               "the cluster's CPUs (and GPUs) fit")
+
+    # A trial that launches a TorchTrainer holds a sliver of CPU itself; its workers hold the
+    # rest ({"cpu": 0} is rejected by Tune).
+    DRIVER_CPU: ClassVar[float] = 0.01
+
+    def tune_request(self) -> dict[str, float]:
+        """What the Tune trial itself reserves."""
+        if self.workers > 1:
+            return {"cpu": self.DRIVER_CPU}
+        return {"cpu": self.cpus, "gpu": self.gpus}
+
+    def trial_footprint(self) -> tuple[float, float]:
+        """(CPUs, GPUs) one running trial occupies, its Train workers included."""
+        if self.workers > 1:
+            return self.DRIVER_CPU + self.workers * self.cpus, self.gpus
+        return self.cpus, self.gpus
+
+    def concurrent_trials(self, cpus: float, gpus: float) -> int:
+        """Trials that fit at once in `cpus` and `gpus`; a user error when not even one does."""
+        need_cpus, need_gpus = self.trial_footprint()
+        fits = math.floor(cpus / need_cpus + 1e-9)
+        if need_gpus:
+            fits = min(fits, math.floor(gpus / need_gpus + 1e-9))
+        if fits < 1:
+            raise UserError(
+                f"one trial needs {need_cpus:g} CPUs and {need_gpus:g} GPUs (resources.workers "
+                f"= {self.workers} × resources.cpus = {self.cpus:g}, resources.gpus = "
+                f"{self.gpus:g}) but the cluster has {cpus:g} CPUs and {gpus:g} GPUs; lower "
+                f"resources.cpus or resources.workers")
+        return min(fits, self.max_concurrent_trials or fits)
 
 
 class Parameter(StrictModel):
@@ -322,18 +352,9 @@ def load_study(path: Path, overrides: dict[str, Any] | None = None) -> StudyConf
     if not isinstance(raw, dict):
         raise UserError(f"{path} must hold a mapping of study fields")
     for key, value in (overrides or {}).items():
-        _set_field(raw, key.split("."), value, key)
+        set_dotted(raw, key, value)
     study = validate(StudyConfig, raw, f"study {path.name}")
     return _absolute_paths(study, path.parent.resolve())
-
-
-def _set_field(raw: dict[str, Any], path: list[str], value: Any, key: str) -> None:
-    for part in path[:-1]:
-        nested = raw.setdefault(part, {})
-        if not isinstance(nested, dict):
-            raise UserError(f"--set {key}: {part!r} is not a mapping in the study")
-        raw = nested
-    raw[path[-1]] = value
 
 
 def _absolute_paths(study: StudyConfig, base: Path) -> StudyConfig:

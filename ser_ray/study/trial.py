@@ -9,7 +9,6 @@ scheduler prunes on plus every fold's record, and a checkpoint a retried trial r
 from __future__ import annotations
 
 import json
-import tempfile
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,12 +18,12 @@ import torch
 from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
 
-from ser_ray.study.design import Configuration, resolve
+from ser_ray.study.design import resolve
 from ser_ray.study.schema import StudyConfig
 from ser_ray.train.config import ModelChoice, TrainJob
 from ser_ray.train.loop import LockstepRun
 from ser_ray.train.ray_train import quiet_report_logs, train_folds_on_ray
-from ser_ray.train.results import epoch_summary
+from ser_ray.train.results import Record, epoch_summary
 
 UNIT_KEY = "unit"
 # Non-scalar choices (e.g. ECA block lists) travel through Optuna as JSON text.
@@ -77,14 +76,13 @@ def encode_choice(value: Any) -> Any:
     return JSON_PREFIX + json.dumps(value, sort_keys=True)
 
 
-def build_job(context: TrialContext, unit: TrialUnit) -> tuple[TrainJob, Configuration]:
+def build_job(context: TrialContext, unit: TrialUnit) -> TrainJob:
     configuration = resolve(context.study, unit.changes, seed=unit.seed)
-    job = TrainJob(manifest=Path(context.manifest), folds=Path(context.folds),
-                   cache=Path(context.caches[configuration.feature_set]),
-                   model=ModelChoice(name=configuration.model,
-                                     options=configuration.model_options),
-                   train=configuration.train, fold_indices=unit.folds)
-    return job, configuration
+    return TrainJob(manifest=Path(context.manifest), folds=Path(context.folds),
+                    cache=Path(context.caches[configuration.feature_set]),
+                    model=ModelChoice(name=configuration.model,
+                                      options=configuration.model_options),
+                    train=configuration.train, fold_indices=unit.folds)
 
 
 def error_file(experiment_dir: Path, trial_id: str) -> Path:
@@ -94,10 +92,11 @@ def error_file(experiment_dir: Path, trial_id: str) -> Path:
 
 
 def run_trial(config: dict[str, Any], context: TrialContext) -> None:
+    path = error_file(Path(context.experiment_dir), tune.get_context().get_trial_id())
+    path.unlink(missing_ok=True)  # an earlier attempt's error is not this attempt's
     try:
         _train(config, context)
     except Exception:
-        path = error_file(Path(context.experiment_dir), tune.get_context().get_trial_id())
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(traceback.format_exc())
         raise
@@ -106,7 +105,7 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
 def _train(config: dict[str, Any], context: TrialContext) -> None:
     quiet_report_logs()
     unit = trial_unit(config, context.fold_indices)
-    job, _ = build_job(context, unit)
+    job = build_job(context, unit)
     resources = context.study.resources
     if resources.workers > 1:
         train_folds_on_ray(
@@ -121,10 +120,10 @@ def _train(config: dict[str, Any], context: TrialContext) -> None:
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
             run.restore(Path(directory))
-    while not run.finished:
-        records = run.run_epoch()
-        with tempfile.TemporaryDirectory() as directory:
-            run.save(Path(directory))
-            tune.report({**epoch_summary(records), "parameters": run.trainers[0].parameters,
-                         "fold_records": records},
-                        checkpoint=tune.Checkpoint.from_directory(directory))
+
+    def report(records: list[Record], directory: Path) -> None:
+        tune.report({**epoch_summary(records), "parameters": run.trainers[0].parameters,
+                     "fold_records": records},
+                    checkpoint=tune.Checkpoint.from_directory(directory))
+
+    run.train(report)

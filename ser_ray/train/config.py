@@ -24,7 +24,8 @@ class TrainConfig(StrictModel):
     """Optimisation and data-use settings of one run (defaults: the eca_cnn paper, spec §1.5)."""
 
     epochs: int = Field(150, ge=1, description="epochs per fold [spec §1.5]")
-    batch_size: int = Field(32, ge=1, description="training batch [spec §1.5]")
+    batch_size: int = Field(32, ge=2, description="training batch [spec §1.5]; at least 2, "
+                            "as batch normalisation needs two examples")
     optimizer: Literal["adam", "adamw", "sgd"] = Field("adam", description="[spec §1.5]")
     lr: float = Field(1e-3, gt=0, description="initial learning rate [DEFAULT, spec §1.5]")
     betas: tuple[float, float] = Field((0.9, 0.999), description="Adam moment decay rates "
@@ -72,10 +73,6 @@ class TrainConfig(StrictModel):
         if self.lr_floor and self.lr_decay == 1.0:
             raise ValueError(f"lr_floor={self.lr_floor} has no effect without lr_decay < 1")
         return self
-
-    @property
-    def optimistic(self) -> bool:
-        return self.selection == "best-test"
 
 
 # The spec's training of each seed model; a run starts from its model's entry.

@@ -11,6 +11,7 @@ skipped (unusable audio) are absent from the cache; they are counted, never sile
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,12 +21,10 @@ import pandas as pd
 from ser_ray.corpus.manifest import read_manifest
 from ser_ray.errors import UserError
 from ser_ray.features.cache import open_cache
-from ser_ray.features.leakage import assert_no_leakage, test_rows, training_rows
+from ser_ray.features.leakage import ORIGINAL, assert_no_leakage, test_rows, training_rows
 from ser_ray.features.loader import load_features
 from ser_ray.folds import read_folds
 from ser_ray.train.config import TrainJob
-
-ORIGINAL = "none"
 
 
 @dataclass(frozen=True)
@@ -56,7 +55,6 @@ class FoldSplits:
     train: Split
     test: Split
     validation: Split | None
-    train_sources: frozenset[str]
 
 
 @dataclass(frozen=True)
@@ -73,8 +71,12 @@ class Standardizer:
         return {"mean": self.mean.ravel().tolist(), "std": self.std.ravel().tolist()}
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any], feature_shape: tuple[int, ...]) -> Standardizer:
+    def from_dict(cls, values: dict[str, Any] | None,
+                  feature_shape: tuple[int, ...]) -> Standardizer:
+        """Saved statistics, or the identity (mean 0, std 1) when none were saved."""
         shape = (feature_shape[0], *([1] * (len(feature_shape) - 1)))
+        if values is None:
+            return cls(np.zeros(shape, np.float32), np.ones(shape, np.float32))
         return cls(np.asarray(values["mean"], np.float32).reshape(shape),
                    np.asarray(values["std"], np.float32).reshape(shape))
 
@@ -110,9 +112,25 @@ class FoldData:
         self.fold_indices: tuple[int, ...] = tuple(sorted(int(fold) for fold in
                                                          self.utterances["fold"].unique()))
         self.test_version, self.train_versions = self._versions()
-        self.rows, self.features = self._load_rows()
-        present = set(self.rows["source_utterance_id"])
-        self.missing_utterances = sorted(set(self.utterances.index) - present)
+        self.augmentations = self._augmentations()
+
+    @functools.cached_property
+    def _loaded(self) -> tuple[pd.DataFrame, np.ndarray]:
+        return self._load_rows()
+
+    @property
+    def rows(self) -> pd.DataFrame:
+        """One row per feature row of the cache this job uses (loaded on first use)."""
+        return self._loaded[0]
+
+    @property
+    def features(self) -> np.ndarray:
+        return self._loaded[1]
+
+    @property
+    def missing_utterances(self) -> list[str]:
+        """Utterances of the fold table the feature stage skipped (unusable audio)."""
+        return sorted(set(self.utterances.index) - set(self.rows["source_utterance_id"]))
 
     def _versions(self) -> tuple[int | None, tuple[int, ...] | None]:
         variants = [v for v in self.cache.metadata["variants"] if v is not None]
@@ -134,7 +152,7 @@ class FoldData:
         return test_version, train_versions
 
     def _load_rows(self) -> tuple[pd.DataFrame, np.ndarray]:
-        augmentations = self._augmentations()
+        augmentations = self.augmentations
         versions = sorted({self.test_version, *(self.train_versions or ())}, key=str)
         sources = list(self.utterances.index)
         parts = [load_features(self.cache.path, stft_version=version, augmentations=augmentations,
@@ -165,32 +183,40 @@ class FoldData:
                             f"{available or 'originals only'}")
         return [ORIGINAL, *wanted]
 
-    def splits(self, fold_index: int) -> FoldSplits:
+    def held_out(self, fold_index: int) -> tuple[pd.Index, pd.Index]:
+        """(test, validation) utterance ids of a fold, checked without loading features.
+
+        Under 'test-fold-speaker' the validation speaker alternates with the fold index, so
+        that (in IEMOCAP) the female and the male actors are each tested in half the folds.
+        """
         if fold_index not in self.fold_indices:
             raise UserError(f"fold {fold_index} is not in the fold table; folds: "
                             f"{list(self.fold_indices)}")
-        in_fold = self.utterances["fold"] == fold_index
-        train_ids = self.utterances.index[~in_fold]
-        held_out = self.utterances[in_fold]
+        held_out = self.utterances[self.utterances["fold"] == fold_index]
         validation_ids: pd.Index = pd.Index([])
         if self.config.validation == "test-fold-speaker":
             speakers = sorted(held_out["speaker"].unique())
             if len(speakers) < 2:
                 raise UserError(f"validation 'test-fold-speaker' needs two speakers in each "
                                 f"test fold; fold {fold_index} has {speakers}")
-            validation_ids = held_out.index[held_out["speaker"] == speakers[0]]
-        test_ids = held_out.index.difference(validation_ids)
+            validation_speaker = speakers[fold_index % len(speakers)]
+            validation_ids = held_out.index[held_out["speaker"] == validation_speaker]
+        return held_out.index.difference(validation_ids), validation_ids
+
+    def splits(self, fold_index: int) -> FoldSplits:
+        test_ids, validation_ids = self.held_out(fold_index)
+        held_out = test_ids.union(validation_ids)
+        train_ids = self.utterances.index.difference(held_out)
         train = training_rows(self.rows, train_ids, train_versions=self.train_versions)
         test = test_rows(self.rows, test_ids, stft_version=self.test_version)
         validation = test_rows(self.rows, validation_ids, stft_version=self.test_version) \
             if len(validation_ids) else None
-        assert_no_leakage(train, list(held_out.index), test_rows=test)
+        assert_no_leakage(train, list(held_out), test_rows=test)
         return FoldSplits(
             fold_index=fold_index,
             train=_split(train),
             test=_split(test),
             validation=_split(validation) if validation is not None else None,
-            train_sources=frozenset(train["source_utterance_id"]),
         )
 
     def standardizer(self, train: Split) -> Standardizer:

@@ -14,6 +14,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -76,6 +78,7 @@ class FoldTrainer:
             job.model.name, data.feature_shape, **job.model.options)
         self.num_classes = len(data.label_names)
         self.rng_state = torch.Generator().manual_seed(int(torch_seed)).get_state()
+        self.cuda_rng_state = _cuda_rng_state(device, int(torch_seed))
         with self._own_rng():
             self.module = models.build(self.model_name, self.num_classes,
                                        **self.model_options).to(device)
@@ -86,8 +89,7 @@ class FoldTrainer:
         self.optimizer = _optimizer(self.module, self.config)
         self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer,
                                                                 gamma=self.config.lr_decay)
-        train_targets = torch.from_numpy(splits.train.targets)
-        weights = (inverse_frequency_weights(train_targets, self.num_classes).to(device)
+        weights = (self._class_weights().to(device)
                    if self.config.loss.needs_class_weights else None)
         self.loss_fn = make_loss(self.config.loss, weights)
         self.standardizer: Standardizer | None = (
@@ -96,10 +98,20 @@ class FoldTrainer:
         self.history: list[Record] = []
         self.selected_state: dict[str, torch.Tensor] | None = None
 
+    def _class_weights(self) -> torch.Tensor:
+        try:
+            return inverse_frequency_weights(torch.from_numpy(self.splits.train.targets),
+                                             self.num_classes)
+        except ValueError as error:
+            raise UserError(f"fold {self.fold_index}: {error}; class weights need every class "
+                            f"in every training fold (choose another protocol or drop the "
+                            f"class)") from error
+
     # --- one epoch -------------------------------------------------------------------------
 
     def train_epoch(self) -> Record:
         started = time.perf_counter()
+        lr = float(self.optimizer.param_groups[0]["lr"])
         with self._own_rng():
             train_loss = self._fit_once()
             if self.scheduler.get_last_lr()[0] >= self.config.lr_floor:
@@ -109,8 +121,7 @@ class FoldTrainer:
                           if self.splits.validation is not None else None)
         self.epoch += 1
         record: Record = {
-            "fold": self.fold_index, "epoch": self.epoch, "train_loss": train_loss,
-            "lr": float(self.optimizer.param_groups[0]["lr"]),
+            "fold": self.fold_index, "epoch": self.epoch, "train_loss": train_loss, "lr": lr,
             "train_rows": len(self.splits.train.rows),
             "seconds": time.perf_counter() - started, "finished_at": time.time(),
             "test": test, "validation": validation,
@@ -126,12 +137,15 @@ class FoldTrainer:
         split = self.splits.train
         order = self.generator.permutation(len(split.rows))
         total, seen = 0.0, 0
+        members = self.ddp.size if self.ddp is not None else 1
         for start in range(0, len(order), self.config.batch_size):
             batch = order[start:start + self.config.batch_size]
+            # Decided on the whole batch, so every DDP member skips the same steps (a member
+            # that skipped alone would leave the others waiting in the gradient all-reduce).
+            if len(batch) < MIN_TRAIN_BATCH * members:
+                continue
             if self.ddp is not None:
                 batch = batch[self.ddp.member::self.ddp.size]
-            if len(batch) < MIN_TRAIN_BATCH:
-                continue
             inputs, targets = self._batch(split, batch)
             loss = self._loss(inputs, targets)
             self.optimizer.zero_grad(set_to_none=True)
@@ -188,14 +202,21 @@ class FoldTrainer:
 
     @contextlib.contextmanager
     def _own_rng(self) -> Iterator[None]:
-        """Run with this fold's torch RNG (dropout), leaving the process's RNG as it was."""
+        """Run with this fold's torch RNGs (CPU, and the device's on CUDA: dropout draws from
+        the generator of the device it runs on), leaving the process's RNGs as they were."""
         outer = torch.get_rng_state()
         torch.set_rng_state(self.rng_state)
+        if self.cuda_rng_state is not None:
+            outer_cuda = torch.cuda.get_rng_state(self.device)
+            torch.cuda.set_rng_state(self.cuda_rng_state, self.device)
         try:
             yield
         finally:
             self.rng_state = torch.get_rng_state()
             torch.set_rng_state(outer)
+            if self.cuda_rng_state is not None:
+                self.cuda_rng_state = torch.cuda.get_rng_state(self.device)
+                torch.cuda.set_rng_state(outer_cuda, self.device)
 
     # --- checkpoints -------------------------------------------------------------------------
 
@@ -205,6 +226,7 @@ class FoldTrainer:
             "history": self.history,
             "model": self.module.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "rng_state": self.rng_state,
+            "cuda_rng_state": self.cuda_rng_state,
             "generator": self.generator.bit_generator.state,
             "selected_state": self.selected_state,
             "standardizer": self.standardizer.to_dict() if self.standardizer else None,
@@ -221,15 +243,14 @@ class FoldTrainer:
         self.module.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        self.rng_state = state["rng_state"]
+        # RNG states are CPU byte tensors wherever the checkpoint was mapped to.
+        self.rng_state = state["rng_state"].cpu()
+        if self.cuda_rng_state is not None and state["cuda_rng_state"] is not None:
+            self.cuda_rng_state = state["cuda_rng_state"].cpu()
         self.generator.bit_generator.state = state["generator"]
         self.epoch = int(state["epoch"])
         self.history = list(state["history"])
         self.selected_state = state["selected_state"]
-
-    def predictor_state(self) -> dict[str, torch.Tensor]:
-        """Weights at the selected epoch (the current ones under selection 'last')."""
-        return self.selected_state or _cpu_copy(self.module.state_dict())
 
 
 class LockstepRun:
@@ -241,8 +262,10 @@ class LockstepRun:
         self.job = job
         self.data = FoldData(job)
         self.device = device or resolve_device(job.train)
-        if job.train.deterministic:
-            torch.use_deterministic_algorithms(True)
+        # Process-wide: set either way, so a reused worker does not keep a previous trial's mode.
+        if job.train.deterministic and self.device.type == "cuda":
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(job.train.deterministic)
         chosen = fold_indices if fold_indices is not None else self.all_folds()
         self.trainers = [FoldTrainer(self.data, self.data.splits(index), job, self.device,
                                      (ddp_groups or {}).get(index)) for index in chosen]
@@ -261,6 +284,16 @@ class LockstepRun:
     def run_epoch(self) -> list[Record]:
         return [trainer.train_epoch() for trainer in self.trainers]
 
+    def train(self, report: Callable[[list[Record], Path], None]) -> None:
+        """Train to the last epoch; after each, save a checkpoint into a new directory and hand
+        it with the epoch's records to `report`, which keeps it (in Tune, in Ray Train, or in
+        a folder) and publishes the metrics."""
+        while not self.finished:
+            records = self.run_epoch()
+            with tempfile.TemporaryDirectory(prefix="ser-ray-checkpoint-") as directory:
+                self.save(Path(directory))
+                report(records, Path(directory))
+
     def save(self, directory: Path) -> None:
         """One file per fold, each written whole before it takes its final name, and the run's
         description, so a checkpoint alone can become a predictor."""
@@ -275,13 +308,18 @@ class LockstepRun:
             partial.replace(final)
 
     def restore(self, directory: Path) -> bool:
-        """Load every fold's state from `directory`; False (nothing loaded) if any is absent."""
+        """Load every fold's state from `directory`; False when it holds no checkpoint."""
         paths = [directory / FOLD_FILE.format(t.fold_index) for t in self.trainers]
-        if not all(path.is_file() for path in paths):
+        present = [path.is_file() for path in paths]
+        if not any(present):
             return False
+        if not all(present):
+            missing = [path.name for path, there in zip(paths, present) if not there]
+            raise UserError(f"the checkpoint in {directory} lacks {', '.join(missing)}; it is "
+                            f"not from this run's folds (remove it to start over)")
         for trainer, path in zip(self.trainers, paths):
             trainer.load_state_dict(torch.load(path, map_location=self.device,
-                                               weights_only=False))
+                                               weights_only=True))
         return True
 
     def describe(self) -> dict[str, Any]:
@@ -305,17 +343,42 @@ EpochCallback = Callable[[list[Record], LockstepRun], None]
 def train_folds(job: TrainJob, *, checkpoint_dir: Path | None = None,
                 on_epoch: EpochCallback | None = None) -> RunOutcome:
     """Train every fold of `job` in this process, resuming from `checkpoint_dir` if it holds a
-    checkpoint of this job; the checkpoint is refreshed after every epoch."""
+    checkpoint of this job; the checkpoint is replaced whole after every epoch."""
     run = LockstepRun(job)
     if checkpoint_dir is not None:
-        run.restore(checkpoint_dir)
-    while not run.finished:
-        records = run.run_epoch()
+        latest = latest_checkpoint(checkpoint_dir)
+        if latest is not None and run.restore(latest):
+            print(f"resumed from {latest} after epoch {run.epoch}", flush=True)
+
+    def keep(records: list[Record], directory: Path) -> None:
         if checkpoint_dir is not None:
-            run.save(checkpoint_dir)
+            publish_checkpoint(directory, checkpoint_dir)
         if on_epoch is not None:
             on_epoch(records, run)
+
+    run.train(keep)
     return RunOutcome.from_run(run)
+
+
+def publish_checkpoint(source: Path, target: Path) -> None:
+    """Replace `target` with a copy of `source` so that, killed at any moment, a complete
+    checkpoint remains: `target` itself, or `<target>.old` between the two renames."""
+    staged = target.with_name(f"{target.name}.new")
+    previous = target.with_name(f"{target.name}.old")
+    shutil.rmtree(staged, ignore_errors=True)
+    shutil.copytree(source, staged)
+    if target.exists():
+        shutil.rmtree(previous, ignore_errors=True)
+        target.rename(previous)
+    staged.rename(target)
+    shutil.rmtree(previous, ignore_errors=True)
+
+
+def latest_checkpoint(target: Path) -> Path | None:
+    for candidate in (target, target.with_name(f"{target.name}.old")):
+        if (candidate / DESCRIPTION_FILE).is_file():
+            return candidate
+    return None
 
 
 @dataclass(frozen=True)
@@ -353,7 +416,7 @@ class RunOutcome:
 def outcome_from_checkpoint(directory: Path) -> RunOutcome:
     """The outcome recorded in a checkpoint directory written by `LockstepRun.save`."""
     description = json.loads((directory / DESCRIPTION_FILE).read_text())
-    states = [torch.load(path, map_location="cpu", weights_only=False)
+    states = [torch.load(path, map_location="cpu", weights_only=True)
               for path in sorted(directory.glob(FOLD_FILE.format("*")))]
     return RunOutcome.from_states(description, states)
 
@@ -366,6 +429,15 @@ def _optimizer(module: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     optimizer_class = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
     return optimizer_class(parameters, lr=config.lr, betas=config.betas,
                            weight_decay=config.weight_decay)
+
+
+def _cuda_rng_state(device: torch.device, seed: int) -> torch.Tensor | None:
+    """A fresh CUDA generator state for `seed` (None off CUDA)."""
+    if device.type != "cuda":
+        return None
+    generator = torch.Generator(device=device)
+    generator.manual_seed(seed)
+    return generator.get_state()
 
 
 def _cpu_copy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,10 +22,11 @@ import torch
 import torch.distributed as dist
 from ray.train.torch import TorchTrainer
 
+from ser_ray import models
 from ser_ray.errors import UserError
 from ser_ray.ray_session import ensure_ray
 from ser_ray.train.config import TrainJob
-from ser_ray.train.data import fold_indices_of
+from ser_ray.train.data import FoldData, fold_indices_of
 from ser_ray.train.loop import (
     DdpGroup,
     LockstepRun,
@@ -34,7 +34,7 @@ from ser_ray.train.loop import (
     outcome_from_checkpoint,
     resolve_device,
 )
-from ser_ray.train.results import epoch_summary, format_epoch
+from ser_ray.train.results import Record, epoch_summary, format_epoch
 
 
 @dataclass(frozen=True)
@@ -87,6 +87,7 @@ def quiet_report_logs() -> None:
     from ray.train._internal import storage as tune_storage
     from ray.train.v2._internal.execution import context, storage
 
+    # The execution context names its logger by file path, not module name.
     for name in (context.__file__, storage.__name__, tune_storage.__name__):
         logging.getLogger(name).setLevel(logging.WARNING)
 
@@ -105,31 +106,58 @@ def _train_worker(config: dict[str, Any]) -> None:
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
             run.restore(Path(directory))
-    while not run.finished:
-        records = [record for record, trainer in zip(run.run_epoch(), run.trainers)
-                   if trainer.ddp is None or trainer.ddp.leader]
-        gathered: list[Any] = [None] * world
+
+    def report(records: list[Record], directory: Path) -> None:
+        own = [record for record, trainer in zip(records, run.trainers)
+               if trainer.ddp is None or trainer.ddp.leader]
+        gathered: list[Any] = [own]
         if dist.is_initialized():
-            dist.all_gather_object(gathered, records)
-        else:
-            gathered = [records]
+            gathered = [None] * world
+            dist.all_gather_object(gathered, own)
         every_fold = sorted(itertools.chain.from_iterable(gathered), key=lambda r: r["fold"])
         summary = epoch_summary(every_fold)
         if rank == 0 and config["verbose"]:
             print(format_epoch(summary, job.train.epochs), flush=True)
-        with tempfile.TemporaryDirectory() as directory:
-            run.save(Path(directory))
-            ray.train.report({**summary, "parameters": run.trainers[0].parameters,
-                              "fold_records": every_fold},
-                             checkpoint=ray.train.Checkpoint.from_directory(directory))
+        ray.train.report({**summary, "parameters": run.trainers[0].parameters,
+                          "fold_records": every_fold},
+                         checkpoint=ray.train.Checkpoint.from_directory(directory))
+
+    run.train(report)
+
+
+def check_job(job: TrainJob, workers: int) -> tuple[int, ...]:
+    """What a worker would refuse, refused here first (cheaply: no features are loaded), so a
+    bad setting is a clear user error rather than a failed worker group."""
+    data = FoldData(job)
+    folds = fold_indices_of(job)
+    for fold in folds:
+        data.held_out(fold)
+    models.resolve(job.model.name, data.feature_shape, **job.model.options)
+    plan_workers(folds, workers)
+    return folds
+
+
+def user_error_in(error: BaseException) -> UserError | None:
+    """The UserError a worker raised, if that is what failed the run."""
+    pending: list[BaseException | None] = [error]
+    while pending:
+        current = pending.pop()
+        if current is None:
+            continue
+        if isinstance(current, UserError):
+            return current
+        pending += [current.__cause__, current.__context__,
+                    *getattr(current, "worker_failures", {}).values(),
+                    getattr(current, "controller_failure", None)]
+    return None
 
 
 def train_folds_on_ray(job: TrainJob, *, storage_path: Path, name: str, workers: int = 1,
                        gpus: float = 0, cpus_per_worker: float = 1, max_failures: int = 0,
                        callbacks: Sequence[Any] = (), verbose: bool = False) -> RunOutcome:
     """Run `job` on a TorchTrainer; returns the same outcome as the in-process loop."""
+    fold_indices = check_job(job, workers)
     ensure_ray()
-    fold_indices = fold_indices_of(job)
     resources: dict[str, float] = {"CPU": cpus_per_worker}
     if gpus:
         resources["GPU"] = gpus / workers
@@ -146,8 +174,11 @@ def train_folds_on_ray(job: TrainJob, *, storage_path: Path, name: str, workers:
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
             failure_config=ray.train.FailureConfig(max_failures=max_failures)),
     )
-    result = trainer.fit()
+    try:
+        result = trainer.fit()
+    except Exception as error:
+        raise (user_error_in(error) or error) from error
     if result.error is not None:
-        raise result.error
+        raise user_error_in(result.error) or result.error
     with result.checkpoint.as_directory() as directory:
         return outcome_from_checkpoint(Path(directory))

@@ -156,3 +156,12 @@ def test_dry_run_prints_units_and_budget(tmp_path: Path, capsys) -> None:
 def test_a_bad_study_exits_with_status_two(tmp_path: Path, capsys) -> None:
     assert main(["search", str(write(tmp_path, with_changes(seeds=0))), "--dry-run"]) == 2
     assert "'seeds' = 0" in capsys.readouterr().err
+
+
+def test_two_variants_of_one_configuration_are_refused(tmp_path: Path) -> None:
+    base = {key: value for key, value in BASE.items() if key != "search"}
+    factors = {"scale": {"levels": {"one": {}, "two": {"model.options.scale": 2},
+                                    "also_two": {"model.options.scale": 2.0}}}}
+    message = load_error(tmp_path, {**base, "ablation": {"design": "one-factor",
+                                                         "factors": factors}})
+    assert "'scale=two' and 'scale=also_two' are the same configuration" in message

@@ -63,7 +63,7 @@ def test_cli_trains_every_fold_and_writes_complete_outputs(tiny_study, tmp_path:
     assert summary["protocol"] == "session" and summary["selection"] == "last"
     for png in ("confusion_pooled.png", "confusion_fold0.png", "learning_curves.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    predictor = torch.load(out / "model" / "predictor.pt", weights_only=False)
+    predictor = torch.load(out / "model" / "predictor.pt", weights_only=True)
     assert predictor["label_names"] == summary["label_names"]
     assert predictor["recipe"]["kind"] == "logmel" and predictor["stft_version"] == 8
     assert predictor["model_options"]["n_frames"] == 201
@@ -109,17 +109,19 @@ def test_resume_after_an_interruption_gives_identical_metrics(tiny_study, tmp_pa
         if run.epoch == 1:
             raise Interrupted
 
+    checkpoint = tmp_path / "checkpoint"
     with pytest.raises(Interrupted):
-        train_folds(job, checkpoint_dir=tmp_path, on_epoch=stop_after_first_epoch)
-    assert torch.load(tmp_path / FOLD_FILE.format(0), weights_only=False)["epoch"] == 1
-    resumed = train_folds(job, checkpoint_dir=tmp_path)
+        train_folds(job, checkpoint_dir=checkpoint, on_epoch=stop_after_first_epoch)
+    assert torch.load(checkpoint / FOLD_FILE.format(0), weights_only=True)["epoch"] == 1
+    resumed = train_folds(job, checkpoint_dir=checkpoint)
     assert without_timing(resumed.histories) == without_timing(uninterrupted.histories)
 
 
 def test_a_checkpoint_of_other_settings_is_refused(tiny_study, tmp_path) -> None:
-    train_folds(make_job(tiny_study, epochs=1), checkpoint_dir=tmp_path)
+    train_folds(make_job(tiny_study, epochs=1), checkpoint_dir=tmp_path / "checkpoint")
     with pytest.raises(UserError, match="other settings"):
-        train_folds(make_job(tiny_study, epochs=1, lr=0.5), checkpoint_dir=tmp_path)
+        train_folds(make_job(tiny_study, epochs=1, lr=0.5),
+                    checkpoint_dir=tmp_path / "checkpoint")
 
 
 def test_a_fold_trains_alike_whichever_folds_share_its_process(tiny_study) -> None:
@@ -197,7 +199,7 @@ def test_a_killed_training_process_resumes_to_identical_metrics(tiny_study, tmp_
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:
         if checkpoint.is_file() and \
-                torch.load(checkpoint, weights_only=False)["epoch"] >= 2:
+                torch.load(checkpoint, weights_only=True)["epoch"] >= 2:
             break
         time.sleep(0.2)
     assert process.poll() is None, "training ended before it could be killed"

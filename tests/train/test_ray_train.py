@@ -40,3 +40,20 @@ def test_workers_beyond_the_folds_train_each_fold_with_ddp(tiny_study, tmp_path)
     (record,) = outcome.histories[0]
     assert record["fold"] == 0 and 0.0 <= record["test"]["unweighted_accuracy"] <= 1.0
     assert record["test"]["support"] == outcome.summary()["pooled"]["support"]
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--workers", "2", "--set", "scal=1"], "unknown option 'scal'"),
+    (["--workers", "4"], "4 workers cannot share 3 folds evenly"),
+    (["--workers", "-1"], "--workers and --gpus must be 0 or more"),
+])
+def test_bad_ray_settings_are_user_errors_before_any_worker_starts(tiny_study, tmp_path, capsys,
+                                                                   flags, message) -> None:
+    from ser_ray.cli import main
+
+    status = main(["train", "--manifest", str(tiny_study.selected_manifest), "--folds",
+                   str(tiny_study.folds), "--cache", str(tiny_study.cache_root), "--recipe",
+                   "logmel", "--versions", "2,8", "--set", "recipe.duration_s=2", "--augment",
+                   "noise:snr=20", "--version", "8", "--model", "eca_cnn", "--epochs", "1",
+                   "--out", str(tmp_path / "out"), *flags])
+    assert status == 2 and message in capsys.readouterr().err

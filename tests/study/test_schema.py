@@ -32,7 +32,7 @@ BASE: dict[str, Any] = {
 
 def write(tmp_path: Path, study: dict[str, Any]) -> Path:
     path = tmp_path / "study.yaml"
-    path.write_text(yaml.safe_dump(study))
+    path.write_text(yaml.safe_dump(study, sort_keys=False))
     return path
 
 

@@ -10,7 +10,8 @@ Row fields (all JSON):
     | "failed"), error, epochs_run, epochs_planned, selection, selected_epoch, metrics
     (test metrics at the selected epoch), per_class_recall, confusion_matrix, label_names,
     history (per epoch: epoch, train_loss, test, validation), parameters, wall_time_s,
-    trial_id, finished_at.
+    trial_id, reused_from (the trial whose recorded epochs a search trial of the same
+    configuration reported instead of training again, else null), finished_at.
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ def ledger_frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
             "fold": row["fold"], "status": row["status"], "error": row.get("error"),
             "epochs_run": row.get("epochs_run"), "selected_epoch": row.get("selected_epoch"),
             "parameters": row.get("parameters"), "wall_time_s": row.get("wall_time_s"),
-            "trial_id": row.get("trial_id"),
+            "trial_id": row.get("trial_id"), "reused_from": row.get("reused_from"),
             **{name: metrics.get(name) for name in
                ("unweighted_accuracy", "weighted_accuracy", "ua_wa_mean", "macro_f1")},
         })

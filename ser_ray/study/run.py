@@ -99,7 +99,8 @@ def _run(study: StudyConfig, experiment_dir: Path, variants: list[Variant],
     context = TrialContext(
         study_json=study.model_dump_json(), manifest=str(prepared.manifest),
         folds=str(prepared.folds), caches={k: str(v) for k, v in prepared.caches.items()},
-        fold_indices=prepared.fold_indices, experiment_dir=str(experiment_dir))
+        fold_indices=prepared.fold_indices, experiment_dir=str(experiment_dir),
+        data_identity=prepared.data_identity)
     ledger = LedgerWriter(study, prepared, context, description["planned_units"])
     if study.ablation is not None:
         units = _missing_ablation_units(study, prepared, variants)
@@ -316,6 +317,7 @@ class LedgerWriter(tune.Callback):
         self.planned = planned
         self.records: dict[str, dict[int, list[dict[str, Any]]]] = {}
         self.parameters: dict[str, int] = {}
+        self.reused_from: dict[str, str] = {}
         self.names: dict[str, str] = {}
         self.done: set[str] = set()
         rows = read_ledger(prepared.experiment_dir)
@@ -340,6 +342,8 @@ class LedgerWriter(tune.Callback):
             history[:] = [r for r in history if r["epoch"] < record["epoch"]] + [record]
         if "parameters" in result:
             self.parameters[trial.trial_id] = int(result["parameters"])
+        if "reused_from" in result:
+            self.reused_from[trial.trial_id] = result["reused_from"]
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._write(trial, error=None)
@@ -398,8 +402,10 @@ class LedgerWriter(tune.Callback):
             "label_names": list(chosen["test"]["per_class_recall"]) if chosen else None,
             "history": [_compact(record) for record in history],
             "parameters": self.parameters.get(trial.trial_id),
-            "wall_time_s": sum(record["seconds"] for record in history),
+            "wall_time_s": 0.0 if trial.trial_id in self.reused_from
+            else sum(record["seconds"] for record in history),
             "trial_id": trial.trial_id,
+            "reused_from": self.reused_from.get(trial.trial_id),
             "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
 

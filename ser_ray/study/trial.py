@@ -18,7 +18,8 @@ import torch
 from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
 
-from ser_ray.study.design import resolve
+from ser_ray.study.design import config_hash, resolve
+from ser_ray.study.ledger import read_ledger
 from ser_ray.study.schema import StudyConfig
 from ser_ray.train.config import ModelChoice, TrainJob
 from ser_ray.train.loop import LockstepRun
@@ -40,6 +41,7 @@ class TrialContext:
     caches: dict[str, str]
     fold_indices: tuple[int, ...]
     experiment_dir: str
+    data_identity: dict[str, Any]
 
     @property
     def study(self) -> StudyConfig:
@@ -85,6 +87,24 @@ def build_job(context: TrialContext, unit: TrialUnit) -> TrainJob:
                     train=configuration.train, fold_indices=unit.folds)
 
 
+def _replay_recorded(context: TrialContext, unit: TrialUnit) -> bool:
+    """A configuration the sampler proposes again (TPE repeats itself on small categorical
+    spaces) is not trained again: its recorded epochs are reported as they were."""
+    configuration = resolve(context.study, unit.changes, seed=unit.seed)
+    digest = config_hash(configuration, context.data_identity)
+    recorded = {int(row["fold"]): row for row in read_ledger(Path(context.experiment_dir))
+                if row["config_hash"] == digest and int(row["seed"]) == unit.seed
+                and row["status"] in ("finished", "pruned") and not row.get("reused_from")}
+    if set(unit.folds) - set(recorded):
+        return False
+    rows = [recorded[fold] for fold in unit.folds]
+    for epoch_index in range(min(len(row["history"]) for row in rows)):
+        records = [{**row["history"][epoch_index], "fold": row["fold"]} for row in rows]
+        tune.report({**epoch_summary(records), "parameters": rows[0]["parameters"],
+                     "fold_records": records, "reused_from": rows[0]["variant"]})
+    return True
+
+
 def error_file(experiment_dir: Path, trial_id: str) -> Path:
     """Where a failing trial leaves its traceback for the ledger (Tune writes its own error
     file only after its callbacks have run)."""
@@ -105,6 +125,8 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
 def _train(config: dict[str, Any], context: TrialContext) -> None:
     quiet_report_logs()
     unit = trial_unit(config, context.fold_indices)
+    if context.study.search is not None and _replay_recorded(context, unit):
+        return
     job = build_job(context, unit)
     resources = context.study.resources
     if resources.workers > 1:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -29,7 +30,7 @@ def plot_confusion(matrix: Sequence[Sequence[int]] | np.ndarray, label_names: Se
     axes.set_yticks(range(len(label_names)), label_names)
     axes.set_xlabel("predicted")
     axes.set_ylabel("true")
-    axes.set_title(title, fontsize=10)
+    axes.set_title(textwrap.fill(title, 60), fontsize=10)
     figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04, label="recall")
     return _save(figure, path)
 
@@ -43,7 +44,7 @@ def plot_learning_curves(epochs: np.ndarray, series: dict[str, tuple[np.ndarray,
         axes.fill_between(epochs, mean - sd, mean + sd, alpha=0.2)
     axes.set_xlabel("epoch")
     axes.set_ylabel(ylabel)
-    axes.set_title(title, fontsize=10)
+    axes.set_title(textwrap.fill(title, 60), fontsize=10)
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8)
     return _save(figure, path)
@@ -64,7 +65,7 @@ def plot_factorial_lines(mean: Sequence[Sequence[float]] | np.ndarray,
     axes.set_xticks(positions, x_levels)
     axes.set_xlabel(xlabel)
     axes.set_ylabel(ylabel)
-    axes.set_title(title, fontsize=10)
+    axes.set_title(textwrap.fill(title, 60), fontsize=10)
     axes.grid(alpha=0.3)
     if len(line_names) > 1:
         axes.legend(fontsize=8)
@@ -84,7 +85,7 @@ def plot_optimisation_history(trial_numbers: np.ndarray, values: np.ndarray,
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_xlabel("trial")
     axes.set_ylabel(ylabel)
-    axes.set_title(title, fontsize=10)
+    axes.set_title(textwrap.fill(title, 60), fontsize=10)
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8)
     return _save(figure, path)
@@ -100,7 +101,7 @@ def plot_deltas(names: Sequence[str], deltas: np.ndarray, ci_low: np.ndarray,
     axes.axvline(0.0, color="grey", linewidth=1)
     axes.set_yticks(positions, names)
     axes.set_xlabel(xlabel)
-    axes.set_title(title, fontsize=10)
+    axes.set_title(textwrap.fill(title, 60), fontsize=10)
     axes.grid(alpha=0.3, axis="x")
     return _save(figure, path)
 

@@ -175,16 +175,12 @@ def _resume(args: argparse.Namespace) -> None:
 
 
 def _finish_study(result: StudyResult) -> None:
-    from ser_ray.report import write_report
-    from ser_ray.study.best import export_best_model
-
-    report = write_report(result.experiment_dir)
-    best = export_best_model(result.experiment_dir)
     print(f"units: {result.units_recorded} of {result.units_planned} recorded "
           f"({result.units_run} this run)")
-    print(f"report: {report}")
-    if best is not None:
-        print(f"best model: {best} (ser-ray predict --checkpoint {best} FILE.wav)")
+    print(f"report: {result.report}")
+    if result.best_model is not None:
+        print(f"best model: {result.best_model} (ser-ray predict --checkpoint "
+              f"{result.best_model} FILE.wav)")
 
 
 def _report(args: argparse.Namespace) -> None:

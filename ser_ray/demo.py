@@ -54,8 +54,6 @@ def demo_study(name: str, quick: bool) -> tuple[Path, StudyConfig]:
 def run_demo(out_dir: Path, quick: bool = False, cache_root: Path | None = None) -> DemoOutputs:
     from ser_ray.predict import Predictor, format_predictions
     from ser_ray.ray_session import ensure_ray
-    from ser_ray.report import write_report
-    from ser_ray.study.best import export_best_model
     from ser_ray.study.run import run_study
 
     started = time.perf_counter()
@@ -64,13 +62,14 @@ def run_demo(out_dir: Path, quick: bool = False, cache_root: Path | None = None)
     if dashboard:
         _say(f"Ray is up; while the demo runs its dashboard is at {dashboard}")
     reports: dict[str, Path] = {}
+    best_models: dict[str, Path | None] = {}
     for name in STUDIES:
         path, study = demo_study(name, quick)
         _say(f"study {study.name} ({path.name}) → {out_dir / name}")
-        run_study(path, out_dir / name, cache_root, study=study)
-        reports[name] = write_report(out_dir / name)
-        _say(f"report: {reports[name]}")
-    predictor = export_best_model(out_dir / "search") or export_best_model(out_dir / "ablation")
+        result = run_study(path, out_dir / name, cache_root, study=study)
+        reports[name], best_models[name] = result.report, result.best_model
+        _say(f"report: {result.report}")
+    predictor = best_models["search"] or best_models["ablation"]
     recording = write_new_recording(out_dir / "new_recording.wav")
     if predictor is not None:
         model = Predictor(predictor)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -19,13 +20,15 @@ from typing import Any
 
 import optuna
 import ray
+import yaml
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search.optuna import OptunaSearch
 
 from ser_ray.errors import UserError
 from ser_ray.ray_session import ensure_ray
-from ser_ray.report import render_progress
+from ser_ray.report import render_progress, write_report
+from ser_ray.study.best import export_best_model
 from ser_ray.study.design import (
     Configuration,
     Variant,
@@ -60,6 +63,8 @@ class StudyResult:
     units_planned: int
     units_recorded: int
     units_run: int
+    report: Path
+    best_model: Path | None
 
 
 def run_study(study_path: Path, experiment_dir: Path, cache_root: Path | None = None,
@@ -117,7 +122,8 @@ def _run(study: StudyConfig, experiment_dir: Path, variants: list[Variant],
             _fit(study, experiment_dir, context, ledger, num_samples=remaining,
                  search_alg=_optuna_search(study, experiment_dir))
     ledger.refresh_progress()
-    return StudyResult(experiment_dir, ledger.planned, ledger.recorded, ledger.written)
+    return StudyResult(experiment_dir, ledger.planned, ledger.recorded, ledger.written,
+                       write_report(experiment_dir), export_best_model(experiment_dir))
 
 
 def resume_study(experiment_dir: Path, cache_root: Path | None = None) -> StudyResult:
@@ -150,8 +156,6 @@ def _claim_directory(study: StudyConfig, study_path: Path, experiment_dir: Path)
 
 
 def _absolute_yaml(study: StudyConfig) -> str:
-    import yaml
-
     return yaml.safe_dump(study.model_dump(mode="json", exclude_none=True), sort_keys=False)
 
 
@@ -175,8 +179,6 @@ def _design_description(study: StudyConfig, prepared: PreparedStudy,
 
 
 def _write_description(experiment_dir: Path, description: dict[str, Any]) -> None:
-    import json
-
     path = experiment_dir / STUDY_FILE
     if path.is_file():
         # Keep when the study first started; everything else describes this run.
@@ -318,6 +320,8 @@ class LedgerWriter(tune.Callback):
         self.records: dict[str, dict[int, list[dict[str, Any]]]] = {}
         self.parameters: dict[str, int] = {}
         self.reused_from: dict[str, str] = {}
+        self.factors = {variant.name: variant.factors for variant in
+                        (ablation_variants(study.ablation) if study.ablation else [])}
         self.names: dict[str, str] = {}
         self.done: set[str] = set()
         rows = read_ledger(prepared.experiment_dir)
@@ -390,7 +394,7 @@ class LedgerWriter(tune.Callback):
         status = "failed" if error else ("finished" if len(history) >= epochs else "pruned")
         return {
             "study": self.study.name, "variant": variant, "config_hash": digest,
-            "config": unit.changes, "factors": self._factors(variant), "seed": unit.seed,
+            "config": unit.changes, "factors": self.factors.get(variant, {}), "seed": unit.seed,
             "fold": fold, "status": status, "error": error, "epochs_run": len(history),
             "epochs_planned": epochs, "selection": selection,
             "selected_epoch": chosen["epoch"] if chosen else None,
@@ -408,14 +412,6 @@ class LedgerWriter(tune.Callback):
             "reused_from": self.reused_from.get(trial.trial_id),
             "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
-
-    def _factors(self, variant: str) -> dict[str, str]:
-        if self.study.ablation is None:
-            return {}
-        for candidate in ablation_variants(self.study.ablation):
-            if candidate.name == variant:
-                return candidate.factors
-        return {}
 
     def refresh_progress(self) -> None:
         try:

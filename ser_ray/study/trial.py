@@ -8,6 +8,7 @@ scheduler prunes on plus every fold's record, and a checkpoint a retried trial r
 
 from __future__ import annotations
 
+import functools
 import json
 import traceback
 from dataclasses import dataclass
@@ -43,7 +44,7 @@ class TrialContext:
     experiment_dir: str
     data_identity: dict[str, Any]
 
-    @property
+    @functools.cached_property
     def study(self) -> StudyConfig:
         return StudyConfig.model_validate_json(self.study_json)
 

@@ -81,14 +81,6 @@ class Standardizer:
                    np.asarray(values["std"], np.float32).reshape(shape))
 
 
-def fold_indices_of(job: TrainJob) -> tuple[int, ...]:
-    """The folds a job trains, read from the fold table unless the job names them."""
-    if job.fold_indices is not None:
-        return job.fold_indices
-    fold_table, _ = read_folds(job.folds)
-    return tuple(sorted(int(fold) for fold in fold_table["fold"].unique()))
-
-
 class FoldData:
     """All rows a job can use, with the fold table, the manifest labels and the label map."""
 
@@ -111,6 +103,8 @@ class FoldData:
         self.label_names: tuple[str, ...] = tuple(sorted(self.utterances["label"].unique()))
         self.fold_indices: tuple[int, ...] = tuple(sorted(int(fold) for fold in
                                                          self.utterances["fold"].unique()))
+        # The folds this job trains: those it names, else every fold of the table.
+        self.job_folds: tuple[int, ...] = job.fold_indices or self.fold_indices
         self.test_version, self.train_versions = self._versions()
         self.augmentations = self._augmentations()
 

@@ -266,12 +266,9 @@ class LockstepRun:
         if job.train.deterministic and self.device.type == "cuda":
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(job.train.deterministic)
-        chosen = fold_indices if fold_indices is not None else self.all_folds()
+        chosen = fold_indices if fold_indices is not None else self.data.job_folds
         self.trainers = [FoldTrainer(self.data, self.data.splits(index), job, self.device,
                                      (ddp_groups or {}).get(index)) for index in chosen]
-
-    def all_folds(self) -> tuple[int, ...]:
-        return self.job.fold_indices or self.data.fold_indices
 
     @property
     def epoch(self) -> int:

@@ -26,7 +26,7 @@ from ser_ray import models
 from ser_ray.errors import UserError
 from ser_ray.ray_session import ensure_ray
 from ser_ray.train.config import TrainJob
-from ser_ray.train.data import FoldData, fold_indices_of
+from ser_ray.train.data import FoldData
 from ser_ray.train.loop import (
     DdpGroup,
     LockstepRun,
@@ -129,7 +129,7 @@ def check_job(job: TrainJob, workers: int) -> tuple[int, ...]:
     """What a worker would refuse, refused here first (cheaply: no features are loaded), so a
     bad setting is a clear user error rather than a failed worker group."""
     data = FoldData(job)
-    folds = fold_indices_of(job)
+    folds = data.job_folds
     for fold in folds:
         data.held_out(fold)
     models.resolve(job.model.name, data.feature_shape, **job.model.options)

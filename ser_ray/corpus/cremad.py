@@ -6,14 +6,19 @@ Only `AudioWAV/` is read; the MP3 copies are a different file type and are ignor
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from ser_ray.corpus.reader import CorpusReader, register_reader
+from ser_ray.corpus.reader import CorpusReader, register_reader, unreadable_reason
+from ser_ray.errors import UserError
 
 DEMOGRAPHICS_FILE = "VideoDemographics.csv"
+DEMOGRAPHICS_COLUMNS = ("ActorID", "Sex")
+DEMOGRAPHICS_EXPECTED = f"a UTF-8 CSV file with the columns {', '.join(DEMOGRAPHICS_COLUMNS)}"
 SEX_TO_GENDER = {"female": "F", "male": "M"}
 
 
@@ -34,15 +39,54 @@ class CremadReader(CorpusReader):
     def __init__(self, root: Path, files: Sequence[Path]) -> None:
         super().__init__(root, files)
         demographics = [path for path in files if path.name == DEMOGRAPHICS_FILE]
-        self.gender_of_actor: dict[str, str] = {}
-        if demographics:
-            with demographics[0].open(newline="", encoding="utf-8-sig") as handle:
-                for row in csv.DictReader(handle):
-                    gender = SEX_TO_GENDER.get(row.get("Sex", "").strip().lower())
-                    if gender:
-                        self.gender_of_actor[row["ActorID"].strip()] = gender
-        else:
+        self.gender_of_actor: dict[str, str] = (
+            read_gender_of_actor(demographics[0]) if demographics else {}
+        )
+        if not demographics:
             self.notes.append(f"{DEMOGRAPHICS_FILE} not found under the root: gender is unknown")
 
     def gender(self, match: re.Match[str]) -> str | None:
         return self.gender_of_actor.get(match["speaker"])
+
+
+def read_gender_of_actor(path: Path) -> dict[str, str]:
+    """ActorID -> F/M from the demographics table; a table that cannot be read this way is a
+    user error, since a silently missing gender would skew every gender-balanced fold."""
+    table = csv.DictReader(io.StringIO(read_utf8(path), newline=""))
+    try:
+        require_demographics_columns(path, list(table.fieldnames or []))
+        rows = list(table)
+    except csv.Error as error:
+        raise UserError(
+            f"{path} is not a readable CSV table ({error}); expected {DEMOGRAPHICS_EXPECTED}"
+        ) from error
+    genders = {
+        (row["ActorID"] or "").strip(): SEX_TO_GENDER.get((row["Sex"] or "").strip().lower())
+        for row in rows
+    }
+    return {actor: gender for actor, gender in genders.items() if actor and gender}
+
+
+def read_utf8(path: Path) -> str:
+    """The file's text without a byte-order mark, or a user error saying where it is not UTF-8."""
+    try:
+        data = path.read_bytes().removeprefix(codecs.BOM_UTF8)
+    except OSError as error:
+        raise UserError(f"{path}: {unreadable_reason(path, error)}") from error
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise UserError(
+            f"{path} is not UTF-8 text (byte {data[error.start]:#04x} on line {line}); "
+            f"expected {DEMOGRAPHICS_EXPECTED}"
+        ) from error
+
+
+def require_demographics_columns(path: Path, header: list[str]) -> None:
+    missing = [name for name in DEMOGRAPHICS_COLUMNS if name not in header]
+    if missing:
+        raise UserError(
+            f"{path} lacks the column(s) {', '.join(missing)} (its header: "
+            f"{', '.join(header) or 'none'}); expected {DEMOGRAPHICS_EXPECTED}"
+        )

@@ -12,7 +12,13 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from ser_ray.corpus.reader import CorpusReader, NameFields, SkipFile, register_reader
+from ser_ray.corpus.reader import (
+    CorpusReader,
+    NameFields,
+    SkipFile,
+    register_reader,
+    unreadable_reason,
+)
 
 BLOCK_HEAD = re.compile(
     r"^\[(\d+\.\d+) - (\d+\.\d+)\]\t(?P<utterance>\S+)\t(?P<label>\w{3})\t"
@@ -53,7 +59,14 @@ class IemocapReader(CorpusReader):
         ]
         self.labels: dict[str, str] = {}
         for label_file in label_files:
-            text = label_file.read_text(encoding="utf-8", errors="replace")
+            try:
+                text = label_file.read_text(encoding="utf-8", errors="replace")
+            except OSError as error:
+                self.notes.append(
+                    f"label file {label_file}: {unreadable_reason(label_file, error)}; "
+                    "its turns are skipped as unlabelled"
+                )
+                continue
             for match in BLOCK_HEAD.finditer(text):
                 self.labels.setdefault(match["utterance"], match["label"])
         if not label_files:

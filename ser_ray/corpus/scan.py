@@ -12,7 +12,7 @@ import soundfile
 from tqdm import tqdm
 
 from ser_ray.corpus.manifest import MANIFEST_COLUMNS, Skipped, write_manifest
-from ser_ray.corpus.reader import CorpusReader, SkipFile, get_reader
+from ser_ray.corpus.reader import CorpusReader, SkipFile, get_reader, unreadable_reason
 from ser_ray.errors import UserError
 
 AUDIO_SUFFIX = ".wav"
@@ -55,7 +55,8 @@ def walk_files(root: Path) -> Iterator[Path]:
 
 
 def probe_header(path: Path, min_duration_s: float) -> AudioHeader:
-    """Read the header only (no decoding) or raise SkipFile naming what is wrong."""
+    """Read the header only (no decoding) or raise SkipFile naming what is wrong; a file that
+    cannot be read at all raises OSError."""
     if path.stat().st_size == 0:
         raise SkipFile("empty", "empty file (0 bytes)")
     try:
@@ -97,6 +98,8 @@ def scan_corpus(
             rows.append(_row(reader, path, min_duration_s, first_path_of))
         except SkipFile as skip:
             skipped.append(Skipped(str(path), skip.reason_code, skip.reason))
+        except OSError as error:
+            skipped.append(Skipped(str(path), "unreadable", unreadable_reason(path, error)))
     manifest = pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS))
     return ScanResult(
         corpus=corpus,

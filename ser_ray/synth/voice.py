@@ -2,13 +2,19 @@
 
 Nothing here is meant to sound human. The point is a corpus whose classes differ in the
 acoustic cues that real emotional speech is known to carry (pitch level and range, tempo,
-loudness, voice quality, spectral tilt), generated offline, fast and deterministically, so the
-whole pipeline can be exercised without a licensed corpus.
+vocal effort, voice quality, spectral tilt), generated offline, fast and deterministically, so
+the whole pipeline can be exercised without a licensed corpus.
+
+The absolute level is no such cue: every utterance is brought to one active-speech level and
+then given a random gain drawn independently of its emotion, as if each recording had been
+levelled by someone who did not know the label. Vocal effort stays audible the way it does in
+a levelled recording: a flatter spectral tilt, a raised first formant (a wider jaw opening) and
+consonants that are weaker relative to the vowels.
 
 Signal chain of one utterance: a syllable timeline (CV syllables in phrases) -> an F0 contour
 -> a Rosenberg glottal pulse train (jitter, shimmer, aspiration, lip radiation, spectral tilt)
 -> four cascaded formant resonators updated every block -> fricative/burst noise at syllable
-onsets -> level, background noise at a given SNR, random gain, peak guard.
+onsets -> normalised level, background noise at a given SNR, random gain, peak guard.
 """
 
 from __future__ import annotations
@@ -47,14 +53,23 @@ CONSONANT_BANDS_HZ: tuple[tuple[float, float], ...] = (
     (500.0, 5000.0),
 )
 CONSONANT_LEVEL = 0.25
+# Effort raises vowels more than consonants: consonants follow this share of its dB.
+CONSONANT_EFFORT_SHARE = 0.75
+# F1 rises with effort as the jaw opens wider: +9 % for angry's +6 dB.
+F1_RISE_PER_EFFORT_DB = 0.015
 SYLLABLES_PER_S = 4.5
-REFERENCE_RMS = 0.05
+# The active-speech level every utterance is normalised to (-32 dBFS), and the spread of the
+# random gain after it. The spread (5.8 dB standard deviation) swamps the few dB by which the
+# emotions' crest factors differ, so not even the peak level gives the emotion away; the
+# reference leaves room for the largest gain plus a 20 dB crest below full scale.
+REFERENCE_RMS = 0.025
+GAIN_JITTER_DB = 10.0
 
 # Per-utterance variability that no emotion controls: one actor never says two lines alike.
 NATURAL_F0_SHIFT_SD_ST = 1.0
 NATURAL_F0_RANGE_SD = 0.25
 NATURAL_TEMPO_SD = 0.08
-NATURAL_LEVEL_SD_DB = 1.0
+NATURAL_EFFORT_SD_DB = 1.0
 NATURAL_TILT_SD = 0.05
 
 
@@ -62,15 +77,16 @@ NATURAL_TILT_SD = 0.05
 class EmotionStyle:
     """How an emotion shifts the voice; every field interpolates linearly (see `blend`).
 
-    jitter and shimmer are relative standard deviations (0.01 = 1 %); tilt runs from 0
-    (steep, soft voice) to 1 (flat, pressed voice); breath is aspiration noise relative to
-    the voiced source.
+    effort_db is vocal effort as the level change it would cause in an unlevelled recording;
+    it acts only through its spectral signs (see the module docstring). jitter and shimmer are
+    relative standard deviations (0.01 = 1 %); tilt runs from 0 (steep, soft voice) to 1 (flat,
+    pressed voice); breath is aspiration noise relative to the voiced source.
     """
 
     f0_shift_st: float
     f0_range: float
     tempo: float
-    level_db: float
+    effort_db: float
     jitter: float
     shimmer: float
     tilt: float
@@ -149,18 +165,18 @@ def synthesize(
     sample_rate: int = 16000,
     strength: float = 1.0,
     snr_db: float = 30.0,
-    gain_jitter_db: float = 6.0,
+    gain_jitter_db: float = GAIN_JITTER_DB,
 ) -> np.ndarray:
     """One utterance of `duration_s` seconds as float32 mono in [-1, 1].
 
-    `strength` 0 speaks neutrally, 1 with the full style. The random gain (uniform within
-    +-gain_jitter_db) comes after the emotion's level so loudness alone cannot give it away.
+    `strength` 0 speaks neutrally, 1 with the full style. The speech is levelled to
+    REFERENCE_RMS and then given a random gain (uniform within +-gain_jitter_db) that ignores
+    the style, so loudness alone cannot give the emotion away.
     """
     n_samples = max(1, round(duration_s * sample_rate))
     style = vary_naturally(blend(EMOTION_STYLES["neutral"], style, strength), rng)
     speech, voicing = speak(style, speaker, n_samples, sample_rate, rng)
-    level_rms = REFERENCE_RMS * 10.0 ** (style.level_db / 20.0)
-    speech *= level_rms / max(active_rms(speech, voicing), 1e-12)
+    speech *= REFERENCE_RMS / max(active_rms(speech, voicing), 1e-12)
     noise_rms = active_rms(speech, voicing) * 10.0 ** (-snr_db / 20.0)
     speech += noise_rms * rng.standard_normal(n_samples)
     speech *= 10.0 ** (rng.uniform(-gain_jitter_db, gain_jitter_db) / 20.0)
@@ -187,10 +203,12 @@ def speak(
     voicing = np.interp(sample_times, frame_times, vowel_envelope(frame_times, timeline))
     f0_hz = f0_contour(frame_times, sample_times, timeline, style, speaker, rng)
     source = glottal_source(f0_hz, sample_rate, style, tilt, breath, rng) * voicing
-    formants_hz = formant_tracks(timeline, speaker, n_samples, sample_rate)
+    formants_hz = formant_tracks(timeline, speaker, style.effort_db, n_samples, sample_rate)
     voiced = vocal_tract(source, formants_hz, sample_rate)
     consonants = consonant_noise(timeline, n_samples, sample_rate, rng)
-    return voiced + CONSONANT_LEVEL * active_rms(voiced, voicing) * consonants, voicing
+    consonant_db = -(1.0 - CONSONANT_EFFORT_SHARE) * style.effort_db
+    consonant_rms = CONSONANT_LEVEL * 10.0 ** (consonant_db / 20.0) * active_rms(voiced, voicing)
+    return voiced + consonant_rms * consonants, voicing
 
 
 def vary_naturally(style: EmotionStyle, rng: np.random.Generator) -> EmotionStyle:
@@ -200,7 +218,7 @@ def vary_naturally(style: EmotionStyle, rng: np.random.Generator) -> EmotionStyl
         f0_shift_st=style.f0_shift_st + rng.normal(0.0, NATURAL_F0_SHIFT_SD_ST),
         f0_range=style.f0_range * float(np.exp(rng.normal(0.0, NATURAL_F0_RANGE_SD))),
         tempo=style.tempo * float(np.exp(rng.normal(0.0, NATURAL_TEMPO_SD))),
-        level_db=style.level_db + rng.normal(0.0, NATURAL_LEVEL_SD_DB),
+        effort_db=style.effort_db + rng.normal(0.0, NATURAL_EFFORT_SD_DB),
         tilt=style.tilt + rng.normal(0.0, NATURAL_TILT_SD),
     )
 
@@ -325,9 +343,10 @@ def glottal_source(
 
 
 def formant_tracks(
-    timeline: Timeline, speaker: SpeakerVoice, n_samples: int, sample_rate: int
+    timeline: Timeline, speaker: SpeakerVoice, effort_db: float, n_samples: int, sample_rate: int
 ) -> np.ndarray:
-    """F1-F4 per filter block, gliding between the vowel targets (coarticulation for free)."""
+    """F1-F4 per filter block, gliding between the vowel targets (coarticulation for free),
+    F1 raised by the vocal effort."""
     hop = max(1, round(FORMANT_UPDATE_S * sample_rate))
     block_times = (np.arange(0, n_samples, hop) + 0.5 * hop) / sample_rate
     centres = [0.5 * (s.vowel_start_s + s.end_s) for s in timeline.syllables]
@@ -335,6 +354,7 @@ def formant_tracks(
     tracks = np.stack(
         [np.interp(block_times, centres, targets[:, k]) for k in range(4)], axis=1
     )
+    tracks[:, 0] *= 1.0 + F1_RISE_PER_EFFORT_DB * effort_db
     return np.minimum(tracks * speaker.formant_scale, 0.45 * sample_rate)
 
 

@@ -132,9 +132,9 @@ def test_a_fold_trains_alike_whichever_folds_share_its_process(tiny_study) -> No
 
 
 def test_ua_is_clearly_above_chance_on_an_easy_setting(tiny_study) -> None:
-    outcome = train_folds(make_job(tiny_study, epochs=8, **EASY_TRAINING))
+    outcome = train_folds(make_job(tiny_study, epochs=12, **EASY_TRAINING))
     fold_mean = outcome.summary()["fold_mean"]
-    # Four classes: chance UA is 0.25; measured 0.55 with this seed.
+    # Four classes: chance UA is 0.25; measured 0.54 with this seed.
     assert fold_mean["unweighted_accuracy"] > 0.4
 
 

@@ -2,7 +2,8 @@
 
 Stereo and other sample rates are normal input: channels are averaged and the signal is
 resampled with soxr. A file that decodes but holds nothing usable (NaN/inf samples, all
-zeros) is refused here, before any feature is computed from it.
+zeros, too few samples to leave one at the recipe's rate) is refused here, before any feature
+is computed from it.
 """
 
 from __future__ import annotations
@@ -36,4 +37,7 @@ def load_waveform(path: str | Path, sample_rate: int) -> np.ndarray:
         raise BadAudio("all_zero", "every sample is zero (silent file)")
     if native_rate != sample_rate:
         mono = soxr.resample(mono, native_rate, sample_rate, quality="HQ")
+    if mono.size == 0:
+        raise BadAudio("too_short", f"{samples.shape[0]} sample(s) at {native_rate} Hz leave "
+                                    f"none after resampling to {sample_rate} Hz")
     return np.ascontiguousarray(mono, dtype=np.float32)

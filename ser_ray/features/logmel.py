@@ -8,7 +8,7 @@ match librosa) is built once per parameter set and device.
 >>> import numpy as np
 >>> from ser_ray.features.recipes import LogMelRecipe
 >>> recipe = LogMelRecipe()
->>> batch = np.stack([center_pad_or_crop(np.ones(16000, np.float32), recipe.n_samples)])
+>>> batch = np.stack([recipe.fixed_length(np.ones(16000, np.float32))])
 >>> log_mel_spectrograms(recipe, batch).shape   # (versions, batch, n_mels, frames)
 (8, 1, 64, 601)
 """
@@ -28,24 +28,31 @@ if TYPE_CHECKING:
 
 WindowName = Literal["hamming", "hann"]
 PadMode = Literal["constant", "reflect"]
+OddSample = Literal["end", "start"]
 
 
-def center_pad_or_crop(waveform: np.ndarray, length: int) -> np.ndarray:
+def center_pad_or_crop(waveform: np.ndarray, length: int,
+                       odd_sample: OddSample = "end") -> np.ndarray:
     """Fix `waveform` to `length` samples, keeping it centred (spec §1.2 step 2).
 
     Shorter inputs are zero-padded equally at both ends, longer ones cut equally from both
-    ends; when the difference is odd the extra sample is padded / cut at the end [DEFAULT].
+    ends; when the difference is odd the extra sample is padded / cut at `odd_sample`
+    (the end by [DEFAULT]).
 
     >>> center_pad_or_crop(np.arange(1, 4, dtype=np.float32), 6).tolist()
     [0.0, 1.0, 2.0, 3.0, 0.0, 0.0]
+    >>> center_pad_or_crop(np.arange(1, 4, dtype=np.float32), 6, "start").tolist()
+    [0.0, 0.0, 1.0, 2.0, 3.0, 0.0]
     >>> center_pad_or_crop(np.arange(6, dtype=np.float32), 3).tolist()
     [1.0, 2.0, 3.0]
+    >>> center_pad_or_crop(np.arange(6, dtype=np.float32), 3, "start").tolist()
+    [2.0, 3.0, 4.0]
     """
     difference = length - len(waveform)
+    before = (abs(difference) + (odd_sample == "start")) // 2
     if difference >= 0:
-        return np.pad(waveform, (difference // 2, difference - difference // 2))
-    start = -difference // 2
-    return waveform[start:start + length]
+        return np.pad(waveform, (before, difference - before))
+    return waveform[before:before + length]
 
 
 def centered_frame_count(n_samples: int, n_fft: int, hop_length: int) -> int:
@@ -89,8 +96,10 @@ def analysis_window(name: WindowName, length: int, device: str) -> torch.Tensor:
 
 
 def power_spectrogram(signals: torch.Tensor, *, n_fft: int, hop_length: int, win_length: int,
-                      window: WindowName, center: bool, pad_mode: PadMode) -> torch.Tensor:
-    """|STFT|² of each row, frame-major: (B, L) → (B, frames, n_fft // 2 + 1).
+                      window: WindowName, center: bool, pad_mode: PadMode,
+                      power: float = 2.0) -> torch.Tensor:
+    """|STFT|^power of each row (2: power, 1: magnitude), frame-major:
+    (B, L) → (B, frames, n_fft // 2 + 1).
 
     torch.stft stores its (B, bins, frames) result frame-major, so staying in that layout keeps
     the later passes over memory contiguous (≈ 1.7× faster on CPU). A window shorter than n_fft
@@ -99,17 +108,18 @@ def power_spectrogram(signals: torch.Tensor, *, n_fft: int, hop_length: int, win
     spectrum = torch.stft(signals, n_fft=n_fft, hop_length=hop_length, win_length=win_length,
                           window=analysis_window(window, win_length, str(signals.device)),
                           center=center, pad_mode=pad_mode, return_complex=True).transpose(1, 2)
-    return spectrum.real.square() + spectrum.imag.square()
+    squared = spectrum.real.square() + spectrum.imag.square()
+    return squared if power == 2 else squared.pow(power / 2)
 
 
 @torch.inference_mode()
 def log_mel_spectrograms(recipe: LogMelRecipe, waveforms: np.ndarray,
                          device: str = "cpu") -> np.ndarray:
-    """log(Mel power + floor) for every STFT version of the recipe.
+    """log(Mel-filtered |STFT|^power + floor) for every STFT version of the recipe.
 
     Args:
         recipe: the log-Mel recipe (versions, window lengths, Mel parameters).
-        waveforms: (B, recipe.n_samples) float32, already centre-padded/cropped.
+        waveforms: (B, recipe.n_samples) float32, already fixed by `recipe.fixed_length`.
         device: torch device the transforms run on.
 
     Returns:
@@ -123,33 +133,35 @@ def log_mel_spectrograms(recipe: LogMelRecipe, waveforms: np.ndarray,
         signals = torch.from_numpy(waveforms[start:start + chunk]).to(device)
         for index, version in enumerate(recipe.versions):
             n_fft = recipe.fft_length(version)
-            power = power_spectrogram(
+            spectrogram = power_spectrogram(
                 signals, n_fft=n_fft, hop_length=recipe.hop_length,
                 win_length=recipe.window_length(version), window=recipe.window,
-                center=recipe.center, pad_mode=recipe.pad_mode)
+                center=recipe.center, pad_mode=recipe.pad_mode, power=recipe.power)
             mel = mel_filterbank(recipe.sample_rate, n_fft, recipe.n_mels, recipe.fmin,
                                  recipe.fmax, recipe.mel_scale == "htk",
                                  recipe.mel_norm == "slaney", device)
-            log_mel = torch.log(torch.matmul(power, mel) + recipe.log_floor).transpose(1, 2)
+            log_mel = torch.log(torch.matmul(spectrogram, mel) + recipe.log_floor).transpose(1, 2)
             out[index, start:start + len(signals)] = log_mel.cpu().numpy()
     return out
 
 
 def librosa_log_mel(waveform: np.ndarray, recipe: LogMelRecipe, version: int) -> np.ndarray:
-    """The same log-Mel of one centre-padded/cropped waveform computed by librosa alone: the
-    reference the torch path is held to, and the single-process baseline it is timed against.
+    """The same log-Mel of one waveform (any length; fixed to the recipe's duration here)
+    computed by librosa alone: the reference the torch path is held to, and the
+    single-process baseline it is timed against.
 
     >>> from ser_ray.features.recipes import LogMelRecipe
     >>> recipe = LogMelRecipe(versions=(3,))
-    >>> fixed = center_pad_or_crop(np.ones(16000, np.float32), recipe.n_samples)
-    >>> bool(np.allclose(librosa_log_mel(fixed, recipe, 3),
-    ...                  log_mel_spectrograms(recipe, fixed[None])[0, 0], atol=1e-3))
+    >>> wave = np.ones(16000, np.float32)
+    >>> bool(np.allclose(librosa_log_mel(wave, recipe, 3),
+    ...                  recipe.featurize_batch([wave])[0][0].features, atol=1e-3))
     True
     """
-    power = librosa.feature.melspectrogram(
-        y=waveform, sr=recipe.sample_rate, n_fft=recipe.fft_length(version),
-        hop_length=recipe.hop_length, win_length=recipe.window_length(version),
-        window=recipe.window, center=recipe.center, pad_mode=recipe.pad_mode, power=2.0,
+    mel_spectrum = librosa.feature.melspectrogram(
+        y=recipe.fixed_length(waveform), sr=recipe.sample_rate,
+        n_fft=recipe.fft_length(version), hop_length=recipe.hop_length,
+        win_length=recipe.window_length(version), window=recipe.window, center=recipe.center,
+        pad_mode=recipe.pad_mode, power=recipe.power,
         n_mels=recipe.n_mels, fmin=recipe.fmin, fmax=recipe.fmax,
         htk=recipe.mel_scale == "htk", norm="slaney" if recipe.mel_norm == "slaney" else None)
-    return np.log(power + recipe.log_floor)
+    return np.log(mel_spectrum + recipe.log_floor)

@@ -14,7 +14,7 @@ import sys
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, NamedTuple, get_args
 
 import numpy as np
 import pandas as pd
@@ -32,8 +32,11 @@ from ser_ray.features.recipes import FeatureItem, FeatureRecipe
 from ser_ray.ray_session import ensure_ray
 
 ORIGINAL = "none"
+FEATURIZE_FAILED = "featurize_failed"
 SKIPPED_PARTS_DIR = "skipped_parts"
 MAX_UTTERANCES_PER_TASK = 64
+Device = Literal["cpu", "cuda"]
+DEVICES: tuple[str, ...] = get_args(Device)
 
 
 def feature_schema() -> pa.Schema:
@@ -49,30 +52,84 @@ def feature_schema() -> pa.Schema:
     ])
 
 
+class DecodedUtterance(NamedTuple):
+    """A manifest row with its waveform at the recipe's rate."""
+
+    utterance_id: str
+    path: str
+    label: str
+    waveform: np.ndarray
+
+
+Provenance = tuple[str, str, str, str, str]
+"""(utterance_id, source_utterance_id, augmentation, augmentation_params, label) of a row."""
+
+
 class Featurizer:
-    """The Ray Data UDF: one pandas batch of manifest rows → one Arrow table of feature rows."""
+    """The Ray Data UDF: one pandas batch of manifest rows → one Arrow table of feature rows.
+
+    An utterance that cannot be decoded, augmented or featurized is recorded in the skipped
+    list with its reason, and the rest of the batch goes on.
+    """
 
     def __init__(self, recipe: FeatureRecipe, augmentations: Sequence[AugmentationSpec],
-                 seed: int, skipped_dir: str) -> None:
+                 seed: int, skipped_dir: str, device: Device) -> None:
         self.recipe = recipe
         self.augmentations = list(augmentations)
         self.seed = seed
         self.skipped_dir = skipped_dir
+        self.device = device
 
     def __call__(self, batch: pd.DataFrame) -> pa.Table:
         import torch
 
         torch.set_num_threads(1)
-        waveforms: list[np.ndarray] = []
-        provenance: list[tuple[str, str, str, str, str]] = []
+        decoded: list[DecodedUtterance] = []
         skipped: list[dict[str, str]] = []
         for utterance_id, path, label in zip(batch["utterance_id"], batch["path"], batch["label"]):
             try:
                 waveform = load_waveform(path, self.recipe.sample_rate)
             except BadAudio as bad:
-                skipped.append({"utterance_id": utterance_id, "path": path,
-                                "reason_code": bad.reason_code, "reason": bad.reason})
+                skipped.append(_skipped_item(utterance_id, path, bad.reason_code, bad.reason))
                 continue
+            decoded.append(DecodedUtterance(utterance_id, path, label, waveform))
+        provenance, items = self._featurize(decoded, skipped)
+        if skipped:
+            pd.DataFrame(skipped).to_csv(
+                Path(self.skipped_dir, f"{uuid.uuid4().hex}.csv"), index=False)
+        return _rows_table(provenance, items)
+
+    def _featurize(self, decoded: list[DecodedUtterance], skipped: list[dict[str, str]]
+                   ) -> tuple[list[Provenance], list[list[FeatureItem]]]:
+        """Rows of the whole batch in one recipe call; when that raises, the batch again one
+        utterance at a time, so that only the utterances at fault are skipped."""
+        try:
+            return self._augment_and_featurize(decoded)
+        except Exception:  # any failure: the per-utterance pass below names the culprit
+            return self._featurize_one_by_one(decoded, skipped)
+
+    def _featurize_one_by_one(self, decoded: list[DecodedUtterance],
+                              skipped: list[dict[str, str]]
+                              ) -> tuple[list[Provenance], list[list[FeatureItem]]]:
+        provenance: list[Provenance] = []
+        items: list[list[FeatureItem]] = []
+        for utterance in decoded:
+            try:
+                utterance_provenance, utterance_items = self._augment_and_featurize([utterance])
+            except Exception as error:  # whatever it is, it must not cost the other utterances
+                skipped.append(_skipped_item(utterance.utterance_id, utterance.path,
+                                             FEATURIZE_FAILED, f"{type(error).__name__}: {error}"))
+                continue
+            provenance += utterance_provenance
+            items += utterance_items
+        return provenance, items
+
+    def _augment_and_featurize(self, decoded: list[DecodedUtterance]
+                               ) -> tuple[list[Provenance], list[list[FeatureItem]]]:
+        """Each utterance and its augmented copies, featurized in one recipe call."""
+        waveforms: list[np.ndarray] = []
+        provenance: list[Provenance] = []
+        for utterance_id, _, label, waveform in decoded:
             waveforms.append(waveform)
             provenance.append((utterance_id, utterance_id, ORIGINAL, "{}", label))
             for spec in self.augmentations:
@@ -80,14 +137,16 @@ class Featurizer:
                     waveform, self.recipe.sample_rate, spec, (self.seed, utterance_id)))
                 provenance.append((derived_utterance_id(utterance_id, spec.name), utterance_id,
                                    spec.name, json.dumps(spec.params(), sort_keys=True), label))
-        if skipped:
-            pd.DataFrame(skipped).to_csv(
-                Path(self.skipped_dir, f"{uuid.uuid4().hex}.csv"), index=False)
-        items = self.recipe.featurize_batch(waveforms) if waveforms else []
-        return _rows_table(provenance, items)
+        return provenance, self.recipe.featurize_batch(waveforms, self.device)
 
 
-def _rows_table(provenance: list[tuple[str, str, str, str, str]],
+def _skipped_item(utterance_id: str, path: str, reason_code: str, reason: str
+                  ) -> dict[str, str]:
+    return {"utterance_id": utterance_id, "path": path, "reason_code": reason_code,
+            "reason": reason}
+
+
+def _rows_table(provenance: list[Provenance],
                 items: list[list[FeatureItem]]) -> pa.Table:
     columns: dict[str, list[Any]] = {name: [] for name in feature_schema().names}
     for (utterance_id, source_id, augmentation, params, label), waveform_items in zip(
@@ -133,6 +192,7 @@ def build_features(
     seed: int = 0,
     batch_size: int = 8,
     concurrency: int | None = None,
+    device: Device = "cpu",
 ) -> tuple[cache.FeatureCache, bool]:
     """Features for every utterance of the manifest; returns (cache, whether it was a hit).
 
@@ -140,8 +200,16 @@ def build_features(
         batch_size: manifest rows per featurizer call (decoded, augmented and featurized
             together).
         concurrency: featurizer tasks running at once, the size of the Ray Data
-            `TaskPoolStrategy`; None = the cluster's CPUs.
+            `TaskPoolStrategy`; None = the cluster's CPUs, or its GPUs on cuda.
+        device: where the transforms run, "cpu" or "cuda" (each featurizer task then holds
+            one GPU). Devices agree to float rounding, so the device is not part of the cache
+            key and a hit returns whatever the device.
+
+    Raises:
+        UserError: an empty manifest, an unknown device, or cuda on a cluster without GPUs.
     """
+    if device not in DEVICES:
+        raise UserError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
     manifest = read_manifest(manifest_path)
     if manifest.empty:
         raise UserError(f"manifest {manifest_path} lists no utterances")
@@ -151,9 +219,12 @@ def build_features(
     hit = cache.find_complete(cache_root, key)
     if hit is not None:
         return hit, True
+    ensure_ray()
+    _require_gpus_for(device)
     staging = cache.staging_dir(cache_root, key)
     (staging / SKIPPED_PARTS_DIR).mkdir()
-    _run(manifest, recipe, augmentations, seed, staging, batch_size, concurrency)
+    featurizer = Featurizer(recipe, augmentations, seed, str(staging / SKIPPED_PARTS_DIR), device)
+    _run(manifest, featurizer, staging, batch_size, concurrency)
     skipped = _collect_skipped(staging)
     rows = pads.dataset(staging / cache.DATA_DIR, format="parquet").count_rows()
     metadata = {
@@ -171,11 +242,17 @@ def build_features(
     return cache.publish(staging, cache_root, key, metadata), False
 
 
-def _run(manifest: pd.DataFrame, recipe: FeatureRecipe,
-         augmentations: Sequence[AugmentationSpec], seed: int, staging: Path,
-         batch_size: int, concurrency: int | None) -> None:
-    ensure_ray()
-    tasks = concurrency or max(1, int(ray.cluster_resources().get("CPU", 1)))
+def _require_gpus_for(device: Device) -> None:
+    """Featurizer tasks that ask for a GPU the cluster does not have would wait forever."""
+    if device == "cuda" and not ray.cluster_resources().get("GPU"):
+        raise UserError("device 'cuda' (--device cuda) needs GPUs, but the Ray cluster has "
+                        "none; use device 'cpu' (--device cpu) or a cluster with GPU nodes")
+
+
+def _run(manifest: pd.DataFrame, featurizer: Featurizer, staging: Path, batch_size: int,
+         concurrency: int | None) -> None:
+    on_gpu = featurizer.device == "cuda"
+    tasks = concurrency or max(1, int(ray.cluster_resources().get("GPU" if on_gpu else "CPU", 1)))
     inputs = manifest.loc[:, ["utterance_id", "path", "label"]]
     dataset = ray.data.from_pandas(_task_blocks(inputs, tasks))
     dataset.context.enable_progress_bars = sys.stderr.isatty()
@@ -186,13 +263,13 @@ def _run(manifest: pd.DataFrame, recipe: FeatureRecipe,
     dataset.context.op_resource_reservation_enabled = False
     # Tasks, not an actor pool: the pool's worker processes (torch and librosa imported)
     # stay warm from one request to the next instead of starting per request, and a
-    # task-pool map fuses with a write of the same size, so feature blocks go from the
-    # featurizer straight to Parquet without passing through the object store.
-    featurizer = Featurizer(recipe, list(augmentations), seed, str(staging / SKIPPED_PARTS_DIR))
+    # task-pool map fuses with a write of the same size and resources, so feature blocks go
+    # from the featurizer straight to Parquet without passing through the object store.
+    resources = {"num_gpus": 1} if on_gpu else {}
     featurized = dataset.map_batches(featurizer, batch_size=batch_size, batch_format="pandas",
-                                     compute=ray.data.TaskPoolStrategy(size=tasks))
+                                     compute=ray.data.TaskPoolStrategy(size=tasks), **resources)
     featurized.write_parquet(str(staging / cache.DATA_DIR), concurrency=tasks,
-                             **_parquet_options())
+                             ray_remote_args=resources, **_parquet_options())
 
 
 def _task_blocks(inputs: pd.DataFrame, tasks: int) -> list[pd.DataFrame]:

@@ -25,7 +25,12 @@ import pydantic
 from pydantic import Field
 
 from ser_ray.errors import UserError
-from ser_ray.features.logmel import center_pad_or_crop, centered_frame_count, log_mel_spectrograms
+from ser_ray.features.logmel import (
+    OddSample,
+    center_pad_or_crop,
+    centered_frame_count,
+    log_mel_spectrograms,
+)
 from ser_ray.features.mfcc_segments import segment_mfccs
 from ser_ray.features.spectral_vector import spectral_stats_vectors, zcr_mfcc_vectors
 
@@ -113,8 +118,9 @@ class LogMelRecipe(RecipeBase):
     n_fft: int | None = Field(
         None, gt=0, description="FFT length; None = window length (MATLAB default) [DEFAULT]")
     duration_s: float = Field(
-        6.0, gt=0, description="fixed length: centre zero-pad / centre crop, an odd sample at "
-        "the end [paper §V-B; DEFAULT]")
+        6.0, gt=0, description="fixed length: centre zero-pad / centre crop [paper §V-B]")
+    odd_sample: OddSample = Field(
+        "end", description="where the extra sample of an odd centre pad / crop goes [DEFAULT]")
     window: Literal["hamming", "hann"] = Field(
         "hamming", description="periodic window (MATLAB default: Hamming) [DEFAULT]")
     fmin: float = Field(0.0, ge=0, description="lowest filter edge, Hz [DEFAULT]")
@@ -123,6 +129,9 @@ class LogMelRecipe(RecipeBase):
         "htk", description="MATLAB's default O'Shaughnessy = HTK formula [DEFAULT]")
     mel_norm: Literal["slaney", "none"] = Field(
         "slaney", description="triangle normalisation; Slaney ≈ MATLAB 'bandwidth' [DEFAULT]")
+    power: float = Field(
+        2.0, gt=0, description="exponent of the STFT magnitude: 2 = power spectrum (MATLAB "
+        "default), 1 = magnitude [DEFAULT]")
     log_floor: float = Field(1e-6, gt=0, description="ln(S + floor) [DEFAULT]")
     center: bool = Field(
         True, description="centre-padded framing (n_fft/2 each side): 601 frames in every "
@@ -182,6 +191,10 @@ class LogMelRecipe(RecipeBase):
         window_ms = 10 + 5 * version if self.window_ms is None else self.window_ms
         return round(window_ms * self.sample_rate / 1000)
 
+    def fixed_length(self, waveform: np.ndarray) -> np.ndarray:
+        """The waveform centre-padded or cropped to `n_samples` (spec §1.2 step 2)."""
+        return center_pad_or_crop(waveform, self.n_samples, self.odd_sample)
+
     def fft_length(self, version: int) -> int:
         return self.n_fft or self.window_length(version)
 
@@ -197,7 +210,7 @@ class LogMelRecipe(RecipeBase):
         return self.n_mels, self.n_frames(self.versions[0])
 
     def _featurize(self, waveforms: list[np.ndarray], device: str) -> list[list[FeatureItem]]:
-        fixed = np.stack([center_pad_or_crop(w, self.n_samples) for w in waveforms])
+        fixed = np.stack([self.fixed_length(waveform) for waveform in waveforms])
         spectra = log_mel_spectrograms(self, fixed, device)
         return [[FeatureItem(version, None, spectra[index, row])
                  for index, version in enumerate(self.versions)]

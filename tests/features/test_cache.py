@@ -26,9 +26,10 @@ LOGMEL_BASE = LogMelRecipe(versions=(8,))
 OTHER_VALUE: dict[type[RecipeBase], dict[str, Any]] = {
     LogMelRecipe: {
         "sample_rate": 22050, "versions": (7,), "window_ms": 25.0, "hop_ms": 12.5,
-        "n_mels": 40, "n_fft": 1024, "duration_s": 5.0, "window": "hann", "fmin": 50.0,
-        "fmax": 7600.0, "mel_scale": "slaney", "mel_norm": "none", "log_floor": 1e-5,
-        "center": False, "pad_mode": "reflect",
+        "n_mels": 40, "n_fft": 1024, "duration_s": 5.0, "odd_sample": "start",
+        "window": "hann", "fmin": 50.0, "fmax": 7600.0, "mel_scale": "slaney",
+        "mel_norm": "none", "power": 1.0, "log_floor": 1e-5, "center": False,
+        "pad_mode": "reflect",
     },
     MfccSegmentsRecipe: {
         "sample_rate": 22050, "segment_s": 2.0, "hop_s": 0.1999375, "n_mfcc": 20,

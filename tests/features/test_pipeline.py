@@ -215,6 +215,9 @@ def test_the_same_request_again_is_a_hit_that_never_starts_ray(
     again, hit = build_features(manifest_path, LogMelRecipe(), logmel_cache.path.parent,
                                 [parse_augmentation(NOISE)], seed=0)
     assert hit and again == logmel_cache
+    # The device only says where features are computed, so a cuda request hits the same cache.
+    assert build_features(manifest_path, LogMelRecipe(), logmel_cache.path.parent,
+                          [parse_augmentation(NOISE)], seed=0, device="cuda") == (again, True)
     script = textwrap.dedent(f"""
         import ray
         from ser_ray.cli import main
@@ -341,6 +344,35 @@ def test_stereo_and_44k_files_are_downmixed_and_resampled_and_bad_files_skipped(
     assert np.abs(energy_cd - energy_mono).sum() / energy_mono.sum() < 1e-3
 
 
+def test_utterances_that_fail_after_decoding_are_skipped_and_their_batch_kept(
+        tmp_path: Path) -> None:
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    # One sample at 44.1 kHz resamples to none at 16 kHz. One sample at 16 kHz decodes, but
+    # its tempo ×2 copy is empty, which the recipe refuses.
+    soundfile.write(audio / "one_cd_sample.wav", np.full(1, 0.5, np.float32), 44100)
+    soundfile.write(audio / "one_sample.wav", np.full(1, 0.5, np.float32), 16000)
+    soundfile.write(audio / "good.wav", tone(0.5, 16000), 16000)
+    names = ["one_cd_sample", "one_sample", "good"]
+    manifest = manifest_of({name: audio / f"{name}.wav" for name in names},
+                           tmp_path / "manifest.parquet")
+
+    # One task, one batch: the good utterance shares its recipe call with the failing one.
+    feature_cache, _ = build_features(manifest, LogMelRecipe(versions=(1,)), tmp_path / "cache",
+                                      [parse_augmentation("tempo:factor=2")], concurrency=1)
+
+    skipped = feature_cache.skipped().set_index("utterance_id")
+    assert skipped["reason_code"].to_dict() == {"one_cd_sample": "too_short",
+                                                "one_sample": "featurize_failed"}
+    assert "1 sample(s) at 44100 Hz leave none" in skipped.loc["one_cd_sample", "reason"]
+    assert "ValueError" in skipped.loc["one_sample", "reason"]
+    assert "at least one sample" in skipped.loc["one_sample", "reason"]
+    loaded = load_features(feature_cache.path)
+    assert sorted(zip(loaded.source_utterance_ids, loaded.augmentations)) == [
+        ("good", "none"), ("good", "tempo:factor=2")]
+    assert (feature_cache.metadata["utterances"], feature_cache.metadata["skipped"]) == (1, 2)
+
+
 def test_an_empty_manifest_is_refused_before_any_work(tmp_path: Path) -> None:
     empty = manifest_of({}, tmp_path / "manifest.parquet")
     with pytest.raises(UserError, match="lists no utterances"):
@@ -361,6 +393,25 @@ def test_cli_computes_features_and_prints_the_cache_path(
     assert f"computed: {tmp_path / logmel_cache.path.name}" in printed
     assert "128 rows from 8 utterances" in printed
     assert cache.open_cache(tmp_path / logmel_cache.path.name).metadata["rows"] == 128
+
+
+def test_cuda_on_a_cluster_without_gpus_is_refused_before_any_work(
+        ray_session, manifest_path: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    if ray_session.cluster_resources().get("GPU"):
+        pytest.skip("the test cluster has GPUs")
+    with pytest.raises(UserError, match=r"device 'cuda' \(--device cuda\) needs GPUs"):
+        build_features(manifest_path, LogMelRecipe(), tmp_path / "python", device="cuda")
+    status = main(["features", "--manifest", str(manifest_path), "--recipe", "logmel",
+                   "--cache", str(tmp_path / "cli"), "--device", "cuda"])
+    assert status == 2
+    assert "use device 'cpu' (--device cpu)" in capsys.readouterr().err
+    assert not any((tmp_path / "python").iterdir()) and not any((tmp_path / "cli").iterdir())
+
+
+def test_an_unknown_device_is_refused(manifest_path: Path, tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="device must be one of cpu, cuda, got 'gpu'"):
+        build_features(manifest_path, LogMelRecipe(), tmp_path, device="gpu")
 
 
 @pytest.mark.parametrize(("flag", "value", "message"), [

@@ -123,12 +123,25 @@ def test_malformed_waveforms_are_rejected() -> None:
 
 # --- log-Mel (eca_cnn, spec §1.2) ----------------------------------------------------------
 
-def test_center_pad_or_crop_puts_the_odd_sample_at_the_end() -> None:
-    ramp = np.arange(1, 6, dtype=np.float32)            # 5 samples → 8: pad 1 before, 2 after
+@pytest.mark.parametrize(("odd_sample", "padded", "cropped"), [
+    # 5 samples → 8: pad 1 before and 2 after; 11 → 6: cut 2 before and 3 after.
+    ("end", [0, 1, 2, 3, 4, 5, 0, 0], [2, 3, 4, 5, 6, 7]),
+    ("start", [0, 0, 1, 2, 3, 4, 5, 0], [3, 4, 5, 6, 7, 8]),
+])
+def test_center_pad_or_crop_puts_the_odd_sample_where_asked(
+        odd_sample: str, padded: list[int], cropped: list[int]) -> None:
+    ramp = np.arange(1, 6, dtype=np.float32)
+    assert center_pad_or_crop(ramp, 8, odd_sample).tolist() == padded
+    ramp = np.arange(11, dtype=np.float32)
+    assert center_pad_or_crop(ramp, 6, odd_sample).tolist() == cropped
+    assert center_pad_or_crop(ramp, 11, odd_sample).tolist() == ramp.tolist()
+
+
+def test_logmel_defaults_put_the_odd_sample_at_the_end_and_use_the_power_spectrum() -> None:
+    recipe = LogMelRecipe()
+    assert (recipe.odd_sample, recipe.power) == ("end", 2.0)  # spec §1.2 [DEFAULT]s
+    ramp = np.arange(1, 6, dtype=np.float32)
     assert center_pad_or_crop(ramp, 8).tolist() == [0, 1, 2, 3, 4, 5, 0, 0]
-    ramp = np.arange(11, dtype=np.float32)              # 11 → 6: cut 2 before, 3 after
-    assert center_pad_or_crop(ramp, 6).tolist() == [2, 3, 4, 5, 6, 7]
-    assert center_pad_or_crop(ramp, 11).tolist() == ramp.tolist()
 
 
 @pytest.mark.parametrize("seconds", [1 / 16000, 1.0, 6.0, 10.0])
@@ -144,10 +157,9 @@ def test_logmel_matches_librosa_for_all_versions_in_a_mixed_batch() -> None:
     recipe = LogMelRecipe()
     waves = [speech_like(4.0, 16000, seed=1), speech_like(7.5, 16000, seed=2)]
     for wave, items in zip(waves, recipe.featurize_batch(waves), strict=True):
-        fixed = center_pad_or_crop(wave, recipe.n_samples)
         for version, item in zip(recipe.versions, items, strict=True):
             assert item.stft_version == version
-            reference = librosa_log_mel(fixed, recipe, version)
+            reference = librosa_log_mel(wave, recipe, version)
             np.testing.assert_allclose(item.features, reference, rtol=0, atol=LOGMEL_ATOL)
 
 
@@ -155,14 +167,18 @@ def test_logmel_matches_librosa_for_all_versions_in_a_mixed_batch() -> None:
     {"versions": (5,), "mel_scale": "slaney", "window": "hann", "n_fft": 1024},
     {"versions": (2,), "center": False, "mel_norm": "none", "pad_mode": "reflect"},
     {"versions": (8,), "pad_mode": "reflect", "fmin": 50.0, "fmax": 7600.0, "n_mels": 40},
+    {"versions": (4,), "odd_sample": "start", "power": 1.0},
+    {"versions": (6,), "power": 1.5},
 ])
-def test_logmel_knobs_match_librosa(fields: dict) -> None:
+@pytest.mark.parametrize("seconds", [3.0, 7.0])
+def test_logmel_knobs_match_librosa(fields: dict, seconds: float) -> None:
     recipe = LogMelRecipe(**fields)
-    wave = speech_like(3.0, 16000, seed=3)
+    # One sample over whole seconds: an odd pad (3 s) or crop (7 s), so the side the extra
+    # sample goes to shows (measured: the other side moves the log-Mel by ≥ 0.5).
+    wave = speech_like(seconds + 1 / 16000, 16000, seed=3)
     [[item]] = recipe.featurize_batch([wave])
     assert item.features.shape == recipe.feature_shape()
-    reference = librosa_log_mel(center_pad_or_crop(wave, recipe.n_samples), recipe,
-                                recipe.versions[0])
+    reference = librosa_log_mel(wave, recipe, recipe.versions[0])
     np.testing.assert_allclose(item.features, reference, rtol=0, atol=LOGMEL_ATOL)
 
 

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from ser_ray.models.layers.lct import (
     KV_STRIDE,
     LctBlock,
+    LlcKind,
     init_lct_weights,
     map_to_tokens,
     tokens_to_map,
@@ -57,8 +58,10 @@ class CtmamOptions(ModelOptions):
     shuffle_groups: int = pydantic.Field(
         64, ge=1, description="shuffle-attention channel groups G [code models.py]"
     )
-    llc: Literal["dwconv", "conv3x3"] = pydantic.Field(
-        "dwconv", description="LLC 7×7 depthwise + 1×1 [code]; conv3x3 = 'W/ Conv-LCT' [Table VI]"
+    llc: LlcKind = pydantic.Field(
+        "dwconv",
+        description="LLC 7×7 depthwise + 1×1 [code]; pw7x7 = 1×1 depthwise + 7×7 pointwise "
+        "[paper text, spec §2.6]; conv3x3 = 'W/ Conv-LCT' [Table VI]",
     )
     coord_attention: bool = pydantic.Field(
         True, description="Q = CoordAtt(LN(x)); False = 'W/o CA': Q = LN(x) [paper Table V]"

@@ -25,8 +25,7 @@ from ser_ray.models.layers.eca import EcaKernel, EfficientChannelAttention, reso
 from ser_ray.models.registry import ModelOptions, Preset, SerModel, register_model, register_preset
 
 N_BLOCKS = 6
-# Five 2×2 average pools (floor) must leave at least one mel bin and one frame.
-MIN_INPUT_SIZE = 2 ** (N_BLOCKS - 1)
+KERNEL = 3  # every block conv is 3×3 [paper §IV-B]
 
 BlockIndex = Annotated[int, pydantic.Field(ge=1, le=N_BLOCKS)]
 Multiplier = Annotated[int, pydantic.Field(ge=1)]
@@ -60,6 +59,14 @@ class EcaCnnOptions(ModelOptions):
         description="ECA kernel: odd int, 7 for 'our ECA' [paper §V-E/F, derived from +14 "
         "params], or 'adaptive' (ECA-Net rule, 'original ECA') [paper §V-E]",
     )
+    conv_padding: Literal[0, 1] = pydantic.Field(
+        1,
+        description="zero padding of every 3×3 conv: 1 = 'same' [DEFAULT, spec §1.3], "
+        "0 = 'valid' (each conv trims 2 rows and columns, so the input must be larger)",
+    )
+    conv_bias: bool = pydantic.Field(
+        True, description="bias in every block conv, PyTorch's default [DEFAULT, spec §1.3]"
+    )
     classifier_activation: Literal["relu", "gelu", "none"] = pydantic.Field(
         "relu", description="activation between the two linear layers [DEFAULT]"
     )
@@ -71,12 +78,14 @@ class EcaCnnOptions(ModelOptions):
         description="He init of all conv/linear weights [paper §V-C]; normal, "
         "fan_in, ReLU gain, zero biases, BN γ=1 β=0 [DEFAULT]",
     )
+    # Defaults validated too: whether 64 × 601 survives the blocks depends on conv_padding.
     n_mels: int = pydantic.Field(
-        64, ge=MIN_INPUT_SIZE, description="mel bins of the input [paper §V-B]"
+        64, ge=1, validate_default=True, description="mel bins of the input [paper §V-B]"
     )
     n_frames: int = pydantic.Field(
         601,
-        ge=MIN_INPUT_SIZE,
+        ge=1,
+        validate_default=True,
         description="frames of the input: 6 s, hop 10 ms, centred framing [DEFAULT, spec §1.2]",
     )
 
@@ -87,20 +96,59 @@ class EcaCnnOptions(ModelOptions):
             raise ValueError(f"ECA blocks must not repeat, got {list(blocks)}")
         return tuple(sorted(blocks))
 
+    @pydantic.field_validator("n_mels", "n_frames")
+    @classmethod
+    def _survives_the_blocks(cls, size: int, info: pydantic.ValidationInfo) -> int:
+        padding = info.data.get("conv_padding")
+        if padding is not None and size < min_input_size(padding):
+            raise ValueError(
+                f"the six blocks with conv_padding={padding} need at least "
+                f"{min_input_size(padding)}, got {size}"
+            )
+        return size
+
     def widths(self) -> tuple[int, ...]:
         """Channel widths c_1..c_6 = base_width · scale · m_i."""
         return tuple(self.base_width * self.scale * m for m in self.width_multipliers)
 
 
-def conv_block(
-    channels_in: int, channels_out: int, eca_kernel: int | None, last: bool
-) -> nn.Sequential:
-    """Conv 3×3 (pad 1, bias) → BN → ReLU → [ECA] → avg-pool 2×2, or global pool if `last`.
+def min_input_size(padding: int) -> int:
+    """Smallest input side that leaves at least one cell after block 6's conv.
 
-    (B, C_in, H, W) → (B, C_out, ⌊H/2⌋, ⌊W/2⌋), or (B, C_out, 1, 1) for the last block.
+    Walks the blocks backwards: a conv needs `KERNEL − 1 − 2·padding` more cells than it gives,
+    a 2×2 floor pool twice as many.
+
+    >>> min_input_size(1), min_input_size(0)
+    (32, 158)
+    """
+    size = 1
+    for index in range(N_BLOCKS, 0, -1):
+        size += KERNEL - 1 - 2 * padding
+        if index > 1:
+            size *= 2
+    return size
+
+
+def conv_block(
+    channels_in: int,
+    channels_out: int,
+    options: EcaCnnOptions,
+    eca_kernel: int | None,
+    last: bool,
+) -> nn.Sequential:
+    """Conv 3×3 → BN → ReLU → [ECA] → avg-pool 2×2, or global pool if `last`.
+
+    With padding p: (B, C_in, H, W) → (B, C_out, ⌊(H + 2p − 2)/2⌋, ⌊(W + 2p − 2)/2⌋), or
+    (B, C_out, 1, 1) for the last block, so the classifier input is C_out for any padding.
     """
     layers: list[nn.Module] = [
-        nn.Conv2d(channels_in, channels_out, kernel_size=3, padding=1),
+        nn.Conv2d(
+            channels_in,
+            channels_out,
+            kernel_size=KERNEL,
+            padding=options.conv_padding,
+            bias=options.conv_bias,
+        ),
         nn.BatchNorm2d(channels_out),
         nn.ReLU(),
     ]
@@ -130,7 +178,9 @@ class EcaCnn(SerModel):
                 if index in options.eca_blocks
                 else None
             )
-            blocks.append(conv_block(channels_in, channels_out, eca_kernel, index == N_BLOCKS))
+            blocks.append(
+                conv_block(channels_in, channels_out, options, eca_kernel, index == N_BLOCKS)
+            )
         self.features = nn.Sequential(*blocks)
         last = widths[-1]
         self.classifier = nn.Sequential(

@@ -27,14 +27,26 @@ def test_preset_forward_backward_and_count(preset_name: str) -> None:
     assert unreached == []
 
 
-@pytest.mark.parametrize("model_name", models.names())
-def test_default_options_build_and_init_is_seeded(model_name: str) -> None:
-    torch.manual_seed(1)
-    first = models.build(model_name, num_classes=5).state_dict()
-    torch.manual_seed(1)
-    second = models.build(model_name, num_classes=5).state_dict()
-    assert first.keys() == second.keys()
-    assert all(torch.equal(first[key], second[key]) for key in first)
+def build_default_or_preset(kind: str, name: str) -> torch.nn.Module:
+    return models.build(name, num_classes=5) if kind == "model" else models.preset(name)
+
+
+SEEDED_BUILDS = [
+    *[pytest.param("model", name, id=f"model:{name}") for name in models.names()],
+    *[pytest.param("preset", name, id=f"preset:{name}") for name in models.preset_names()],
+]
+
+
+@pytest.mark.parametrize(("kind", "name"), SEEDED_BUILDS)
+def test_init_is_seeded(kind: str, name: str) -> None:
+    states = []
+    for seed in (1, 1, 2):
+        torch.manual_seed(seed)
+        states.append(build_default_or_preset(kind, name).state_dict())
+    first, same, other = states
+    assert first.keys() == same.keys()
+    assert all(torch.equal(first[key], same[key]) for key in first)
+    assert not all(torch.equal(first[key], other[key]) for key in other)
 
 
 @pytest.mark.parametrize("model_name", models.names())

@@ -174,6 +174,11 @@ def test_eca_block_rejects_even_kernels() -> None:
         ("eca_cnn", {"eca_kernel": 4}, "eca_kernel"),
         ("eca_cnn", {"width_multipliers": [1, 1, 2, 2, 4]}, "width_multipliers"),
         ("eca_cnn", {"n_frames": 16}, "n_frames"),
+        ("eca_cnn", {"conv_padding": 2}, "conv_padding"),
+        ("eca_cnn", {"conv_padding": "same"}, "conv_padding"),
+        ("eca_cnn", {"conv_bias": "sometimes"}, "conv_bias"),
+        ("eca_cnn", {"conv_padding": 0}, "n_mels"),  # 64 mel bins vanish by block 5
+        ("eca_cnn", {"conv_padding": 0, "n_mels": 158, "n_frames": 157}, "n_frames"),
         ("eca_cnn_bilstm", {"eca_kernel": 6}, "eca_kernel"),
         ("eca_cnn_bilstm", {"topology": "stacked"}, "topology"),
         ("eca_cnn_bilstm", {"alfb_kernels": []}, "alfb_kernels"),
@@ -207,6 +212,52 @@ def test_eca_cnn_options_shape_the_network() -> None:
     assert model(torch.randn(1, 1, 40, 300)).shape == (1, 3)
 
 
+@pytest.mark.parametrize(
+    "preset_name", ["eca_cnn-k1", "eca_cnn-k4-eca56", "eca_cnn-k4-original-eca"]
+)
+def test_conv_bias_off_drops_one_parameter_per_conv_output_channel(preset_name: str) -> None:
+    chosen = models.get_preset(preset_name)
+    model = models.build_preset(chosen)
+    unbiased = models.build(chosen.model, chosen.num_classes, **chosen.options, conv_bias=False)
+    widths = tuple(16 * chosen.options["scale"] * m for m in (1, 1, 2, 2, 4, 4))
+    assert models.count_parameters(model) - models.count_parameters(unbiased) == sum(widths)
+    assert all(block[0].bias is None for block in unbiased.features)
+
+
+def block_output_shapes(model: nn.Module, x: torch.Tensor) -> list[tuple[int, ...]]:
+    shapes = []
+    for block in model.features:
+        x = block(x)
+        shapes.append(tuple(x.shape[1:]))
+    return shapes
+
+
+def test_same_padding_keeps_the_spec_shapes_of_each_block() -> None:
+    model = models.build("eca_cnn", 4, scale=1)
+    with torch.no_grad():
+        shapes = block_output_shapes(model, torch.randn(2, 1, 64, 601))
+    # Spec §1.3 shape table, k = 1.
+    assert shapes == [
+        (16, 32, 300), (16, 16, 150), (32, 8, 75), (32, 4, 37), (64, 2, 18), (64, 1, 1)
+    ]
+
+
+def test_valid_padding_trims_each_conv_and_the_classifier_still_takes_c6() -> None:
+    # 158 is the smallest side that survives six valid 3×3 convs and five 2×2 pools.
+    options = {"scale": 1, "conv_padding": 0, "n_mels": 158, "n_frames": 160}
+    model = models.build("eca_cnn", 4, **options)
+    x = torch.randn(2, *models.input_shape("eca_cnn", **options))
+    with torch.no_grad():
+        shapes = block_output_shapes(model, x)
+        assert model(x).shape == (2, 4)
+    assert shapes == [
+        (16, 78, 79), (16, 38, 38), (32, 18, 18), (32, 8, 8), (64, 3, 3), (64, 1, 1)
+    ]
+    assert model.classifier[1].in_features == 64
+    # Padding holds no parameters: the count is the spec's k = 1 count.
+    assert models.count_parameters(model) == SCALE_TABLE[1]
+
+
 def test_he_initialisation_is_the_default() -> None:
     torch.manual_seed(0)
     model = models.preset("eca_cnn-k4")
@@ -217,17 +268,6 @@ def test_he_initialisation_is_the_default() -> None:
     norm = model.features[5][1]
     assert torch.all(norm.weight == 1) and torch.all(norm.bias == 0)
     assert torch.count_nonzero(model.classifier[-1].bias) == 0
-
-
-@pytest.mark.parametrize("preset_name", ["eca_cnn-k4-eca56", "eca_cnn_bilstm-serial"])
-def test_initialisation_is_deterministic_under_manual_seed(preset_name: str) -> None:
-    states = []
-    for seed in (3, 3, 4):
-        torch.manual_seed(seed)
-        states.append(models.preset(preset_name).state_dict())
-    same, other = states[1], states[2]
-    assert all(torch.equal(states[0][key], same[key]) for key in same)
-    assert not all(torch.equal(states[0][key], other[key]) for key in other)
 
 
 def test_alfb_stack_halves_the_sequence_with_keras_same_pooling() -> None:

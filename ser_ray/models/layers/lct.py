@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from ser_ray.models.layers.coord_attention import CoordAttention
 
-LlcKind = Literal["dwconv", "conv3x3"]
+LlcKind = Literal["dwconv", "pw7x7", "conv3x3"]
 FfnKind = Literal["ibffn", "conv7x7", "conv3x3"]
 
 KERNEL = 7  # the depthwise kernel of LLC and SE-IBFFN [code lct.py]
@@ -22,6 +22,10 @@ SE_REDUCTION = 4  # SE hidden width 32 for 128 channels [code lct.py, SeModule]
 QUERY_REDUCTION = 16  # CoordAtt hidden width max(4, 128 / 16) = 8 [code lct.py, CA(dim, dim, 16)]
 KV_STRIDE = 2  # keys/values come from a 2×2-strided map: 6×14 → 3×7 = 21 tokens [code sr_ratios=2]
 Size = tuple[int, int]
+# (depthwise, pointwise) kernels of the separable LLC. The code puts the 7×7 on the depthwise
+# conv; the paper's text puts it on the pointwise conv, leaving the depthwise one 1×1
+# (spec §2.3 LLC, §2.6 quirk 3).
+SEPARABLE_LLC_KERNELS: dict[str, tuple[int, int]] = {"dwconv": (KERNEL, 1), "pw7x7": (1, KERNEL)}
 
 
 def tokens_to_map(tokens: Tensor, size: Size) -> Tensor:
@@ -46,8 +50,10 @@ def _conv_gelu_bn(dim: int, kernel: int, groups: int = 1) -> nn.Sequential:
 class LocalConv(nn.Module):
     """LLC: x ← PW(x + DW(x)), DW a 7×7 depthwise conv, PW a 1×1 conv (no outer residual).
 
-    kind "conv3x3" is the paper's Conv-LCT ablation: one full 3×3 conv + GELU + BN instead
-    (no residual; its wiring is not in the public code, only its parameter count).
+    kind "pw7x7" is the paper text's reading: the same wiring with a 1×1 depthwise conv and
+    a full 7×7 "pointwise" conv. kind "conv3x3" is the paper's Conv-LCT ablation: one full
+    3×3 conv + GELU + BN instead (no residual; its wiring is not in the public code, only
+    its parameter count).
 
     >>> LocalConv(128, "dwconv")(torch.randn(2, 128, 6, 14)).shape
     torch.Size([2, 128, 6, 14])
@@ -56,11 +62,12 @@ class LocalConv(nn.Module):
     def __init__(self, dim: int, kind: LlcKind) -> None:
         super().__init__()
         self.kind = kind
-        if kind == "dwconv":
-            self.depthwise = _conv_gelu_bn(dim, KERNEL, groups=dim)
-            self.pointwise = _conv_gelu_bn(dim, 1)
-        else:
+        if kind == "conv3x3":
             self.conv = _conv_gelu_bn(dim, 3)
+        else:
+            depthwise, pointwise = SEPARABLE_LLC_KERNELS[kind]
+            self.depthwise = _conv_gelu_bn(dim, depthwise, groups=dim)
+            self.pointwise = _conv_gelu_bn(dim, pointwise)
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, C, H, W) → (B, C, H, W)."""

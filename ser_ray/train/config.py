@@ -75,12 +75,14 @@ class TrainConfig(StrictModel):
         return self
 
 
-# The spec's training of each seed model; a run starts from its model's entry.
+# The spec's training of each seed model; a run starts from its model's entry. ctmam selects
+# its best test epoch, as its code did to produce the paper's numbers (spec §2.6 item 7):
+# faithful to the paper and flagged OPTIMISTIC wherever reported; `selection: last` is honest.
 PAPER_TRAINING: dict[str, dict[str, Any]] = {
     "eca_cnn": {"loss": {"kind": "focal"}},
     "ctmam": {"epochs": 150, "batch_size": 128, "lr": 1e-3, "weight_decay": 1e-6,
               "lr_decay": 0.95, "lr_floor": 1e-6,
-              "loss": {"kind": "ce", "mixup_alpha": 0.2}},
+              "loss": {"kind": "ce", "mixup_alpha": 0.2}, "selection": "best-test"},
     "cnn1d_csa": {"epochs": 100, "batch_size": 16, "lr": 1e-5, "loss": {"kind": "ce"},
                   "standardize": "train-fold"},
     "eca_cnn_bilstm": {"epochs": 100, "batch_size": 32, "lr": 1e-3, "loss": {"kind": "ce"},

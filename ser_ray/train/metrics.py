@@ -1,4 +1,4 @@
-"""SER metrics from a confusion matrix: UA, WA, ACC, macro-F1, per-class recall (numpy only).
+"""SER metrics from a confusion matrix: UA, WA, ACC, macro-F1, per-class recall and precision.
 
 Every metric is computed from the confusion matrix, so per-fold and pooled numbers come from
 one code path: pooling over folds sums the folds' matrices and scores the sum.
@@ -7,7 +7,10 @@ Conventions (spec models.md §0): WA = correct / all test utterances; UA = mean 
 per-class recall; ACC = (UA + WA) / 2. A class with no test utterance has no recall, so UA
 averages over the classes present in the truth (scikit-learn's `recall_score(average="macro",
 labels=present)`); macro-F1 averages F1 over the same classes, with F1 = 0 for a present class
-that is never predicted.
+that is never predicted. Per-class precision TP / (TP + FP) is what the ctmam paper calls
+"per-class accuracy" (its Eq. 25, spec §2.6 item 5); a class that is never predicted has
+precision 0, scikit-learn's `precision_score(average=None, zero_division=0)`, the same
+convention that gives it F1 = 0.
 
 >>> matrix = confusion_matrix([0, 0, 1, 1, 1, 2], [0, 1, 1, 1, 0, 2], num_classes=3)
 >>> matrix.tolist()
@@ -50,6 +53,18 @@ def per_class_recall(matrix: np.ndarray) -> np.ndarray:
         return np.where(support > 0, np.diag(matrix) / support, np.nan)
 
 
+def per_class_precision(matrix: np.ndarray) -> np.ndarray:
+    """TP / (TP + FP) of each class (the ctmam paper's "per-class accuracy", Eq. 25); 0 for a
+    class that is never predicted.
+
+    >>> per_class_precision(np.array([[2, 1, 0], [0, 1, 0], [0, 0, 0]])).tolist()
+    [1.0, 0.5, 0.0]
+    """
+    predicted = matrix.sum(axis=0)
+    return np.divide(np.diag(matrix), predicted, out=np.zeros(len(predicted)),
+                     where=predicted > 0)
+
+
 def weighted_accuracy(matrix: np.ndarray) -> float:
     total = matrix.sum()
     return float(np.trace(matrix) / total) if total else float("nan")
@@ -85,12 +100,14 @@ def scores(matrix: np.ndarray) -> dict[str, float]:
 
 
 def report(matrix: np.ndarray, label_names: Sequence[str]) -> dict[str, Any]:
-    """Metrics, per-class recall by name, and the matrix itself (JSON-ready)."""
+    """Metrics, per-class recall and precision by name, and the matrix itself (JSON-ready)."""
     recall = per_class_recall(matrix)
     return {
         **scores(matrix),
         "per_class_recall": {name: (None if np.isnan(value) else float(value))
                              for name, value in zip(label_names, recall)},
+        "per_class_precision": {name: float(value) for name, value
+                                in zip(label_names, per_class_precision(matrix))},
         "confusion_matrix": np.asarray(matrix).astype(int).tolist(),
         "support": int(matrix.sum()),
     }

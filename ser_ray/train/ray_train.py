@@ -152,7 +152,7 @@ def user_error_in(error: BaseException) -> UserError | None:
     return None
 
 
-def train_folds_on_ray(job: TrainJob, *, storage_path: Path, name: str, workers: int = 1,
+def train_folds_on_ray(job: TrainJob, *, storage_path: Path | str, name: str, workers: int = 1,
                        gpus: float = 0, cpus_per_worker: float = 1, max_failures: int = 0,
                        callbacks: Sequence[Any] = (), verbose: bool = False) -> RunOutcome:
     """Run `job` on a TorchTrainer; returns the same outcome as the in-process loop."""
@@ -169,7 +169,9 @@ def train_folds_on_ray(job: TrainJob, *, storage_path: Path, name: str, workers:
         scaling_config=ray.train.ScalingConfig(num_workers=workers, use_gpu=bool(gpus),
                                                resources_per_worker=resources),
         run_config=ray.train.RunConfig(
-            name=name, storage_path=str(Path(storage_path).resolve()),
+            # A URI (s3://, gs://, file://) goes to Ray as it is; a local path made absolute.
+            name=name, storage_path=(str(storage_path) if "://" in str(storage_path)
+                                     else str(Path(storage_path).resolve())),
             callbacks=list(callbacks),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
             failure_config=ray.train.FailureConfig(max_failures=max_failures)),

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
+from ser_ray.cli import main
 from ser_ray.train import train_folds
 from ser_ray.train.ray_train import train_folds_on_ray
 from tests.train.test_loop import make_job, without_timing
@@ -21,6 +24,35 @@ def test_two_workers_train_two_folds_like_the_plain_loop(tiny_study, tmp_path: P
     summary = on_ray.summary()
     assert summary["pooled"]["support"] == sum(f["support"] for f in summary["folds"].values())
     assert set(on_ray.predictor_state) == set(in_process.predictor_state)
+
+
+def test_cli_on_two_ray_workers_writes_complete_outputs(tiny_study, tmp_path: Path) -> None:
+    folds = tmp_path / "two_folds.parquet"
+    assert main(["folds", "--manifest", str(tiny_study.selected_manifest), "--protocol",
+                 "speaker", "--k", "2", "--out", str(folds)]) == 0
+    out = tmp_path / "run"
+    assert main(["train", "--manifest", str(tiny_study.selected_manifest), "--folds", str(folds),
+                 "--cache", str(tiny_study.cache_root), "--recipe", "logmel", "--versions", "2,8",
+                 "--set", "recipe.duration_s=2", "--augment", "noise:snr=20", "--version", "8",
+                 "--model", "eca_cnn", "--set", "scale=1", "--set", "base_width=4",
+                 "--epochs", "2", "--workers", "2", "--out", str(out)]) == 0
+    frame = pd.read_parquet(out / "metrics.parquet")
+    assert list(frame.columns) == ["fold", "epoch", "split", "metric", "value"]
+    cells = frame.groupby(["fold", "epoch", "split"])["metric"].apply(set)
+    assert sorted(cells.index) == [(fold, epoch, split) for fold in (0, 1) for epoch in (1, 2)
+                                   for split in ("test", "train")]
+    for (_, _, split), metrics in cells.items():
+        assert metrics >= ({"loss", "lr"} if split == "train" else
+                           {"unweighted_accuracy", "weighted_accuracy", "macro_f1", "loss"})
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["folds"]) == {"0", "1"}
+    for scores in (*summary["folds"].values(), summary["pooled"]):
+        for key in ("unweighted_accuracy", "weighted_accuracy", "macro_f1"):
+            assert 0 <= scores[key] <= 1
+    assert summary["optimistic_best_epoch"]["optimistic"]
+    for png in ("confusion_pooled.png", "confusion_fold0.png", "confusion_fold1.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "model" / "predictor.pt").stat().st_size > 0
 
 
 @pytest.mark.slow

@@ -3,8 +3,13 @@
 #
 #   cluster/submit.sh STUDY.yaml OUT_DIR [more `ser-ray search` flags, e.g. --cache DIR
 #                                         or --set budget.epochs=1 for a smoke run]
+#   cluster/submit.sh search_spaces/demo.yaml /shared/ser-ray/demo \
+#       --set storage_path=s3://my-bucket/ser-ray      # or gs://my-bucket/ser-ray
 #
-# OUT_DIR must be a path every node can write (absolute, or s3://-backed via a mount): the
+# OUT_DIR (ledger, optuna.db, progress.md, report, best model) must be an absolute POSIX
+# directory every node mounts (NFS, EFS, Filestore): SQLite needs file locking, so not an
+# object-store mount. Trial results and checkpoints go to the study's `storage_path` when it
+# is set (a local directory or s3://, gs://, file:// URI), under STORAGE/<study name>/. The
 # job runs in a copy of this repository under /tmp/ray/session_*/runtime_resources.
 # RAY_ADDRESS picks the cluster (default: the local head's dashboard, http://127.0.0.1:8265);
 # SUBMISSION_ID names the job (default: ser-ray-<study>-<time>).

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ser_ray.study.ledger import ledger_frame, read_ledger
+from ser_ray.study.ledger import ledger_frame, read_ledger, trials_run
 from ser_ray.study.schema import load_study
 
 GRID_STUDY = Path(__file__).resolve().parents[2] / "search_spaces" / "bench" / "grid16.yaml"
@@ -28,13 +28,14 @@ def search_overrides(trials: int, grace_period: int, reduction_factor: float) ->
 
 def best_and_epochs(experiment_dir: Path) -> tuple[float, int, int, int]:
     """(best fold-mean UA of a finished configuration, fold-epochs trained, trials,
-    distinct configurations). A trial that repeated a recorded configuration trained none."""
+    distinct configurations). A trial that repeated a recorded configuration trained none and
+    wrote no ledger row, but counts as a trial."""
     rows = read_ledger(experiment_dir)
     frame = ledger_frame(rows)
     finished = frame[frame["status"] == "finished"]
     best = float(finished.groupby("config_hash")["unweighted_accuracy"].mean().max())
-    trained = sum(row["epochs_run"] for row in rows if not row.get("reused_from"))
-    return (best, trained, len({row["variant"] for row in rows}),
+    trained = sum(row["epochs_run"] for row in rows)
+    return (best, trained, len(trials_run(experiment_dir)),
             int(frame["config_hash"].nunique()))
 
 

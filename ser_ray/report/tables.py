@@ -32,7 +32,13 @@ from ser_ray.report.stats import (
     paired_test,
     smallest_wilcoxon_p,
 )
-from ser_ray.study.ledger import ledger_frame, read_ledger, recorded_units, unit_key
+from ser_ray.study.ledger import (
+    ledger_frame,
+    read_ledger,
+    recorded_units,
+    unit_key,
+    unit_rows,
+)
 
 STUDY_FILE = "study.json"
 METRICS: tuple[str, ...] = ("unweighted_accuracy", "weighted_accuracy", "ua_wa_mean", "macro_f1")
@@ -111,19 +117,17 @@ class FactorialPivot:
 # ---- loading -------------------------------------------------------------------------------
 
 def load_experiment(experiment_dir: Path) -> Experiment:
-    """Read study.json and the ledger; the latest row of each unit wins (a retry of a failure)."""
+    """Read study.json and the ledger: each unit's authoritative row (`ledger.unit_rows`)."""
     directory = Path(experiment_dir)
     study_path = directory / STUDY_FILE
     if not study_path.is_file():
         raise UserError(f"{study_path} does not exist: not an experiment directory")
     study = json.loads(study_path.read_text(encoding="utf-8"))
     raw_rows = read_ledger(directory)
-    latest: dict[tuple[str, int, int], dict[str, Any]] = {}
-    for row in raw_rows:
-        latest[unit_key(row)] = row
-    retried = sum(1 for row in raw_rows
-                  if row["status"] == "failed" and latest[unit_key(row)] is not row)
-    return Experiment(directory=directory, study=study, rows=tuple(latest.values()),
+    rows = unit_rows(raw_rows)
+    reported = {id(row) for row in rows}
+    retried = sum(1 for row in raw_rows if row["status"] == "failed" and id(row) not in reported)
+    return Experiment(directory=directory, study=study, rows=tuple(rows),
                       retried_failures=retried)
 
 

@@ -11,6 +11,7 @@ from ser_ray.errors import UserError
 from ser_ray.features.recipes import parse_recipe
 from ser_ray.study.design import check_study, resolve
 from ser_ray.study.schema import StudyConfig
+from ser_ray.study.storage import storage_child
 
 IEMOCAP_SESSIONS = 5
 
@@ -74,5 +75,7 @@ def describe_plan(study: StudyConfig) -> str:
                      if study.budget.wall_time_s else "")]
     lines.append(f"resources per trial: {resources.workers} worker(s) × {resources.cpus:g} CPU, "
                  f"{resources.gpus:g} GPU; {here}")
+    storage = storage_child(study.storage_path, study.name) if study.storage_path else "--out DIR"
+    lines.append(f"trial results and checkpoints: {storage}")
     return "\n".join(lines)
 

@@ -3,8 +3,11 @@
 The ledger is the study's memory. A Tune callback in the driver appends every trial's units
 (one per fold) when the trial finishes, is pruned, or fails for good; `ser-ray resume DIR`
 and an extended study run only the units the ledger lacks. The Optuna study lives in
-`DIR/optuna.db` (open it with `optuna-dashboard sqlite:///DIR/optuna.db`), Tune's results and
-TensorBoard logs in `DIR/tune/`, and `DIR/progress.md` is refreshed as units finish.
+`DIR/optuna.db` (open it with `optuna-dashboard sqlite:///DIR/optuna.db`), Tune's results,
+TensorBoard logs and checkpoints in the trial storage (`DIR/tune/` unless the study sets
+`storage_path`; see `ser_ray.study.storage`), and `DIR/progress.md` is refreshed as units
+finish. `budget.wall_time_s` spans runs: the Tune time each run uses is added up in
+`DIR/wall_time.json`, and a resumed run gets what is left.
 """
 
 from __future__ import annotations
@@ -12,6 +15,10 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import os
+import posixpath
+import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -22,13 +29,14 @@ import optuna
 import ray
 import yaml
 from ray import tune
+from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search.optuna import OptunaSearch
 
 from ser_ray.errors import UserError
 from ser_ray.ray_session import ensure_ray
 from ser_ray.report import render_progress, write_report
-from ser_ray.study.best import export_best_model
+from ser_ray.study.best import MissingCheckpoint, export_best_model
 from ser_ray.study.design import (
     Configuration,
     Variant,
@@ -37,10 +45,18 @@ from ser_ray.study.design import (
     config_hash,
     resolve,
 )
-from ser_ray.study.ledger import append_units, read_ledger, recorded_units
+from ser_ray.study.ledger import (
+    append_replays,
+    append_units,
+    read_ledger,
+    recorded_units,
+    trials_run,
+)
 from ser_ray.study.prepare import STUDY_FILE, STUDY_YAML, PreparedStudy, prepare_study
 from ser_ray.study.schema import Parameter, StudyConfig, load_study
+from ser_ray.study.storage import TUNE_DIR, filesystem, next_run_name, storage_child, trial_storage
 from ser_ray.study.trial import (
+    REPLAY_KEY,
     UNIT_KEY,
     TrialContext,
     TrialUnit,
@@ -55,6 +71,9 @@ OPTUNA_FILE = "optuna.db"
 LOCK_FILE = ".driver.lock"
 PROGRESS_FILE = "progress.md"
 TRIAL_PREFIX = "trial_"
+WALL_TIME_FILE = "wall_time.json"
+# How often the driver records the wall time used: a killed driver loses at most this much.
+WALL_TIME_PERIOD_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -96,8 +115,10 @@ def _only_driver(experiment_dir: Path) -> Iterator[None]:
 
 def _run(study: StudyConfig, experiment_dir: Path, variants: list[Variant],
          cache_root: Path | None) -> StudyResult:
+    storage = trial_storage(study.storage_path, study.name, experiment_dir)
+    filesystem(storage)  # an unusable storage_path fails now, not after the data is prepared
     prepared = prepare_study(study, experiment_dir, variants, cache_root)
-    description = {**prepared.description,
+    description = {**prepared.description, "trial_storage": storage,
                    **_design_description(study, prepared, variants)}
     _write_description(experiment_dir, description)
     ensure_ray()
@@ -105,7 +126,7 @@ def _run(study: StudyConfig, experiment_dir: Path, variants: list[Variant],
         study_json=study.model_dump_json(), manifest=str(prepared.manifest),
         folds=str(prepared.folds), caches={k: str(v) for k, v in prepared.caches.items()},
         fold_indices=prepared.fold_indices, experiment_dir=str(experiment_dir),
-        data_identity=prepared.data_identity)
+        storage=storage, data_identity=prepared.data_identity)
     ledger = LedgerWriter(study, prepared, context, description["planned_units"])
     if study.ablation is not None:
         units = _missing_ablation_units(study, prepared, variants)
@@ -123,7 +144,17 @@ def _run(study: StudyConfig, experiment_dir: Path, variants: list[Variant],
                  search_alg=_optuna_search(study, experiment_dir))
     ledger.refresh_progress()
     return StudyResult(experiment_dir, ledger.planned, ledger.recorded, ledger.written,
-                       write_report(experiment_dir), export_best_model(experiment_dir))
+                       write_report(experiment_dir), _best_model(experiment_dir))
+
+
+def _best_model(experiment_dir: Path) -> Path | None:
+    """The best configuration's predictor; a missing checkpoint is said, not papered over
+    with another configuration's (the ledger and report stand either way)."""
+    try:
+        return export_best_model(experiment_dir)
+    except MissingCheckpoint as error:
+        print(f"best model NOT exported: {error}", file=sys.stderr, flush=True)
+        return None
 
 
 def resume_study(experiment_dir: Path, cache_root: Path | None = None) -> StudyResult:
@@ -141,7 +172,8 @@ def _claim_directory(study: StudyConfig, study_path: Path, experiment_dir: Path)
     saved = experiment_dir / STUDY_YAML
     if saved.is_file() and saved.resolve() != Path(study_path).resolve():
         previous = load_study(saved)
-        fixed = ("corpus", "selection", "protocol", "objective")
+        # storage_path too: the ledger locates checkpoints relative to the trial storage.
+        fixed = ("corpus", "selection", "protocol", "objective", "storage_path")
         changed = [name for name in fixed
                    if getattr(previous, name) != getattr(study, name)]
         if previous.design != study.design:
@@ -204,8 +236,7 @@ def _missing_ablation_units(study: StudyConfig, prepared: PreparedStudy,
 def _remaining_trials(study: StudyConfig, experiment_dir: Path) -> int:
     assert study.search is not None
     planned = study.budget.trials or study.search.grid_size()
-    trials_done = {row["variant"] for row in read_ledger(experiment_dir)}
-    return max(planned - len(trials_done), 0)
+    return max(planned - len(trials_run(experiment_dir)), 0)
 
 
 def _optuna_search(study: StudyConfig, experiment_dir: Path) -> OptunaSearch:
@@ -272,6 +303,15 @@ def _suggest(trial: optuna.Trial, name: str, parameter: Parameter) -> Any:
 def _fit(study: StudyConfig, experiment_dir: Path, context: TrialContext,
          ledger: LedgerWriter, num_samples: int, param_space: dict[str, Any] | None = None,
          search_alg: Any = None) -> None:
+    clock = WallClock(experiment_dir)
+    time_left = None
+    if study.budget.wall_time_s is not None:
+        time_left = study.budget.wall_time_s - clock.used_before
+        if time_left <= 0:
+            print(f"budget.wall_time_s ({study.budget.wall_time_s:g} s) is spent: earlier runs "
+                  f"used {clock.used_before:.0f} s; raise it to run the remaining trials",
+                  flush=True)
+            return
     resources = study.resources
     cluster = ray.cluster_resources()
     concurrency = resources.concurrent_trials(cluster.get("CPU", 0), cluster.get("GPU", 0))
@@ -291,25 +331,48 @@ def _fit(study: StudyConfig, experiment_dir: Path, context: TrialContext,
         tune_config=tune.TuneConfig(
             search_alg=search_alg, scheduler=scheduler, num_samples=num_samples,
             max_concurrent_trials=concurrency, reuse_actors=resources.workers == 1,
-            time_budget_s=study.budget.wall_time_s,
+            time_budget_s=time_left,
             trial_dirname_creator=lambda trial: f"{TRIAL_PREFIX}{trial.trial_id}"),
         run_config=tune.RunConfig(
-            name=_run_name(experiment_dir), storage_path=str(experiment_dir / "tune"),
-            callbacks=[ledger], verbose=0,
+            name=next_run_name(context.storage),
+            storage_path=storage_child(context.storage, TUNE_DIR),
+            callbacks=[ledger, clock], verbose=0,
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             failure_config=tune.FailureConfig(max_failures=study.budget.retries)),
     )
     tuner.fit()
 
 
-def _run_name(experiment_dir: Path) -> str:
-    existing = list((experiment_dir / "tune").glob("run-*"))
-    return f"run-{len(existing) + 1}"
+class WallClock(tune.Callback):
+    """Adds this run's Tune time to the wall time earlier runs used, in WALL_TIME_FILE."""
+
+    def __init__(self, experiment_dir: Path) -> None:
+        self.path = experiment_dir / WALL_TIME_FILE
+        self.used_before = json.loads(self.path.read_text())["used_s"] \
+            if self.path.is_file() else 0.0
+        self.started = time.monotonic()
+        self.written = self.started
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        if time.monotonic() - self.written >= WALL_TIME_PERIOD_S:
+            self._record()
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        self._record()
+
+    def _record(self) -> None:
+        self.written = time.monotonic()
+        used = self.used_before + self.written - self.started
+        staged = self.path.with_suffix(".tmp")
+        staged.write_text(json.dumps({"used_s": used}))
+        os.replace(staged, self.path)  # whole or not at all, even under SIGKILL
 
 
 class LedgerWriter(tune.Callback):
     """Driver-side: collects each trial's per-epoch fold records, writes its units to the
-    ledger when it ends (finished, pruned or failed), and refreshes progress.md."""
+    ledger when it ends (finished, pruned or failed), and refreshes progress.md. A trial that
+    replayed a recorded configuration is listed in the replays file instead: its units are
+    the recorded ones, and a second row would stand for a training that never ran."""
 
     def __init__(self, study: StudyConfig, prepared: PreparedStudy, context: TrialContext,
                  planned: int) -> None:
@@ -319,19 +382,26 @@ class LedgerWriter(tune.Callback):
         self.planned = planned
         self.records: dict[str, dict[int, list[dict[str, Any]]]] = {}
         self.parameters: dict[str, int] = {}
-        self.reused_from: dict[str, str] = {}
+        self.replay_of: dict[str, str] = {}
+        # Multi-worker trials report their TorchTrainer's checkpoint with their metrics.
+        self.train_checkpoints: dict[str, str] = {}
+        self.storage_root = filesystem(context.storage)[1]
         self.factors = {variant.name: variant.factors for variant in
                         (ablation_variants(study.ablation) if study.ablation else [])}
         self.names: dict[str, str] = {}
         self.done: set[str] = set()
-        rows = read_ledger(prepared.experiment_dir)
-        self.recorded = len(recorded_units(rows))
-        self.trials_done = len({row["variant"] for row in rows})
+        self.recorded_units = recorded_units(read_ledger(prepared.experiment_dir))
+        trials = trials_run(prepared.experiment_dir)
+        self.trials_done = len(trials)
         # After the highest number ever written: a trial killed mid-run left a gap, and
         # reusing its number would merge two configurations under one name.
-        self.last_number = max((int(row["variant"].removeprefix(TRIAL_PREFIX))
-                                for row in rows if _is_trial_name(row["variant"])), default=0)
+        self.last_number = max((int(name.removeprefix(TRIAL_PREFIX))
+                                for name in trials if _is_trial_name(name)), default=0)
         self.written = 0
+
+    @property
+    def recorded(self) -> int:
+        return len(self.recorded_units)
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         if UNIT_KEY not in trial.config and trial.trial_id not in self.names:
@@ -346,8 +416,10 @@ class LedgerWriter(tune.Callback):
             history[:] = [r for r in history if r["epoch"] < record["epoch"]] + [record]
         if "parameters" in result:
             self.parameters[trial.trial_id] = int(result["parameters"])
-        if "reused_from" in result:
-            self.reused_from[trial.trial_id] = result["reused_from"]
+        if REPLAY_KEY in result:
+            self.replay_of[trial.trial_id] = result[REPLAY_KEY]
+        if CHECKPOINT_PATH_KEY in result:
+            self.train_checkpoints[trial.trial_id] = result[CHECKPOINT_PATH_KEY]
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._write(trial, error=None)
@@ -371,12 +443,17 @@ class LedgerWriter(tune.Callback):
         configuration = resolve(self.study, unit.changes, seed=unit.seed)
         digest = config_hash(configuration, self.prepared.data_identity)
         histories = self.records.pop(trial.trial_id, {})
+        if trial.trial_id in self.replay_of:
+            self._write_replay(trial, variant, digest, unit.seed, error)
+            return
         epochs = self.study.budget.epochs
+        checkpoint = self._checkpoint(trial)
         rows = [self._unit_row(trial, variant, digest, unit, configuration, fold,
-                               histories.get(fold, []), error, epochs) for fold in unit.folds]
+                               histories.get(fold, []), error, epochs, checkpoint)
+                for fold in unit.folds]
         append_units(self.prepared.experiment_dir, rows)
         self.written += len(rows)
-        self.recorded += sum(row["status"] != "failed" for row in rows)
+        self.recorded_units |= recorded_units(rows)
         finished = [row for row in rows if row["metrics"]]
         metric = self.study.objective.metric
         score = (sum(row["metrics"][metric] for row in finished) / len(finished)
@@ -386,9 +463,25 @@ class LedgerWriter(tune.Callback):
               flush=True)
         self.refresh_progress()
 
+    def _write_replay(self, trial: Any, variant: str, digest: str, seed: int,
+                      error: str | None) -> None:
+        replayed = self.replay_of.pop(trial.trial_id)
+        append_replays(self.prepared.experiment_dir, [{
+            "variant": variant, "trial_id": trial.trial_id, "config_hash": digest,
+            "seed": seed, "replay_of": replayed, "error": error, "finished_at": _now()}])
+        print(f"{variant} repeats {replayed}: reported its recorded metrics, trained nothing"
+              + (f", then failed: {error.strip().splitlines()[-1]}" if error else ""),
+              flush=True)
+
+    def _checkpoint(self, trial: Any) -> str | None:
+        """The trial's last checkpoint relative to the trial storage, if it saved one."""
+        path = trial.checkpoint.path if trial.checkpoint is not None \
+            else self.train_checkpoints.pop(trial.trial_id, None)
+        return posixpath.relpath(path, self.storage_root) if path is not None else None
+
     def _unit_row(self, trial: Any, variant: str, digest: str, unit: TrialUnit,
                   configuration: Configuration, fold: int, history: list[dict[str, Any]],
-                  error: str | None, epochs: int) -> dict[str, Any]:
+                  error: str | None, epochs: int, checkpoint: str | None) -> dict[str, Any]:
         selection = configuration.train.selection
         chosen = selected_records({fold: history}, selection)[fold] if history else None
         status = "failed" if error else ("finished" if len(history) >= epochs else "pruned")
@@ -406,11 +499,8 @@ class LedgerWriter(tune.Callback):
             "label_names": list(chosen["test"]["per_class_recall"]) if chosen else None,
             "history": [_compact(record) for record in history],
             "parameters": self.parameters.get(trial.trial_id),
-            "wall_time_s": 0.0 if trial.trial_id in self.reused_from
-            else sum(record["seconds"] for record in history),
-            "trial_id": trial.trial_id,
-            "reused_from": self.reused_from.get(trial.trial_id),
-            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "wall_time_s": sum(record["seconds"] for record in history),
+            "trial_id": trial.trial_id, "checkpoint": checkpoint, "finished_at": _now(),
         }
 
     def refresh_progress(self) -> None:
@@ -420,6 +510,10 @@ class LedgerWriter(tune.Callback):
             print(f"progress.md not refreshed: {error!r}", flush=True)
             return
         (self.prepared.experiment_dir / PROGRESS_FILE).write_text(text)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def _is_trial_name(name: str) -> bool:

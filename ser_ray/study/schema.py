@@ -10,6 +10,7 @@ reach a cluster.
 from __future__ import annotations
 
 import math
+import urllib.parse
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -20,6 +21,8 @@ from pydantic import Field
 from ser_ray.errors import UserError
 from ser_ray.schema import StrictModel, set_dotted, validate
 
+# URI schemes pyarrow.fs.FileSystem.from_uri (how Ray resolves storage) accepts.
+STORAGE_SCHEMES = ("file", "s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss")
 OBJECTIVE_METRICS = ("unweighted_accuracy", "weighted_accuracy", "ua_wa_mean", "macro_f1")
 Scalar = str | int | float | bool | None
 
@@ -301,9 +304,27 @@ class StudyConfig(StrictModel):
     seeds: int = Field(1, ge=1, description="repeats of every configuration, seeds 0..n-1")
     cache_dir: Path | None = Field(None, description="feature cache root; default "
                                    "$SER_RAY_CACHE or ~/.cache/ser-ray/features")
+    storage_path: str | None = Field(None, description="where trial results and checkpoints "
+                                     "go, under <storage_path>/<name>: a local directory or a "
+                                     "URI (s3://bucket/prefix, gs://bucket/prefix, file:///path)"
+                                     "; default: the experiment directory")
     search: SearchSpec | None = None
     ablation: AblationSpec | None = None
     reproduces: Reproduces | None = None
+
+    @pydantic.field_validator("storage_path")
+    @classmethod
+    def _storage_uri(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        address = urllib.parse.urlsplit(value)
+        if address.scheme and address.scheme not in STORAGE_SCHEMES:
+            raise ValueError(f"storage_path {value!r}: the scheme must be one of "
+                             f"{', '.join(STORAGE_SCHEMES)} (or give a local directory)")
+        if address.scheme == "file" and (address.netloc or not address.path):
+            raise ValueError(f"storage_path {value!r}: a file URI names an absolute path, "
+                             f"file:///like/this")
+        return value
 
     @pydantic.model_validator(mode="after")
     def _check(self) -> StudyConfig:
@@ -364,4 +385,8 @@ def _absolute_paths(study: StudyConfig, base: Path) -> StudyConfig:
     cache_dir = study.cache_dir
     if cache_dir is not None and not cache_dir.expanduser().is_absolute():
         cache_dir = (base / cache_dir).resolve()
-    return study.model_copy(update={"corpus": corpus, "cache_dir": cache_dir})
+    storage_path = study.storage_path
+    if storage_path is not None and not urllib.parse.urlsplit(storage_path).scheme:
+        storage_path = str((base / Path(storage_path).expanduser()).resolve())
+    return study.model_copy(update={"corpus": corpus, "cache_dir": cache_dir,
+                                    "storage_path": storage_path})

@@ -20,14 +20,17 @@ from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
 
 from ser_ray.study.design import config_hash, resolve
-from ser_ray.study.ledger import read_ledger
+from ser_ray.study.ledger import read_ledger, unit_rows
 from ser_ray.study.schema import StudyConfig
+from ser_ray.study.storage import TRAIN_DIR, storage_child
 from ser_ray.train.config import ModelChoice, TrainJob
 from ser_ray.train.loop import LockstepRun
 from ser_ray.train.ray_train import quiet_report_logs, train_folds_on_ray
 from ser_ray.train.results import Record, epoch_summary
 
 UNIT_KEY = "unit"
+# The result key a replaying trial reports: the variant whose recorded epochs it reports.
+REPLAY_KEY = "replay_of"
 # Non-scalar choices (e.g. ECA block lists) travel through Optuna as JSON text.
 JSON_PREFIX = "json:"
 
@@ -42,6 +45,7 @@ class TrialContext:
     caches: dict[str, str]
     fold_indices: tuple[int, ...]
     experiment_dir: str
+    storage: str
     data_identity: dict[str, Any]
 
     @functools.cached_property
@@ -90,19 +94,21 @@ def build_job(context: TrialContext, unit: TrialUnit) -> TrainJob:
 
 def _replay_recorded(context: TrialContext, unit: TrialUnit) -> bool:
     """A configuration the sampler proposes again (TPE repeats itself on small categorical
-    spaces) is not trained again: its recorded epochs are reported as they were."""
+    spaces) is not trained again: its recorded epochs are reported as they were, so the
+    search and the scheduler see its value, and the driver records no unit for it."""
     configuration = resolve(context.study, unit.changes, seed=unit.seed)
     digest = config_hash(configuration, context.data_identity)
-    recorded = {int(row["fold"]): row for row in read_ledger(Path(context.experiment_dir))
+    ledger = unit_rows(read_ledger(Path(context.experiment_dir)))
+    recorded = {int(row["fold"]): row for row in ledger
                 if row["config_hash"] == digest and int(row["seed"]) == unit.seed
-                and row["status"] in ("finished", "pruned") and not row.get("reused_from")}
+                and row["status"] in ("finished", "pruned")}
     if set(unit.folds) - set(recorded):
         return False
     rows = [recorded[fold] for fold in unit.folds]
     for epoch_index in range(min(len(row["history"]) for row in rows)):
         records = [{**row["history"][epoch_index], "fold": row["fold"]} for row in rows]
         tune.report({**epoch_summary(records), "parameters": rows[0]["parameters"],
-                     "fold_records": records, "reused_from": rows[0]["variant"]})
+                     "fold_records": records, REPLAY_KEY: rows[0]["variant"]})
     return True
 
 
@@ -132,7 +138,7 @@ def _train(config: dict[str, Any], context: TrialContext) -> None:
     resources = context.study.resources
     if resources.workers > 1:
         train_folds_on_ray(
-            job, storage_path=Path(context.experiment_dir) / "train",
+            job, storage_path=storage_child(context.storage, TRAIN_DIR),
             name=f"train-{tune.get_context().get_trial_id()}", workers=resources.workers,
             gpus=resources.gpus, cpus_per_worker=resources.cpus,
             callbacks=[TuneReportCallback()])

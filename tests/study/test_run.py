@@ -10,42 +10,15 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import optuna
 import psutil
 import pytest
-import yaml
 
 from ser_ray.cli import main
-from ser_ray.study.ledger import read_ledger, unit_key
-
-TINY_CORPUS = {"reader": "iemocap",
-               "synthetic": {"sessions": 2, "speakers_per_session": 2,
-                             "utterances_per_speaker": 8}}
-STUDY: dict[str, Any] = {
-    "corpus": TINY_CORPUS,
-    "selection": {"labels": ["angry", "happy", "neutral", "sad"], "merge": {"excited": "happy"}},
-    "protocol": {"kind": "session"},
-    "features": {"logmel": {"recipe": {"kind": "logmel", "versions": [2, 8],
-                                       "duration_s": 2.0}}},
-    "feature_set": "logmel",
-    "model": {"name": "eca_cnn", "options": {"scale": 1, "base_width": 4}},
-    "train": {"test_version": 8, "batch_size": 8, "lr": 0.003},
-}
-ECA = {"levels": {"off": {}, "on": {"model.options.eca_blocks": [5, 6]}}}
-VERSION = {"levels": {"v8": {"train.test_version": 8}, "v2": {"train.test_version": 2}}}
-
-
-@pytest.fixture(scope="module")
-def study_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("study_cache")
-
-
-def write_study(path: Path, name: str, **fields: Any) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump({"name": name, **STUDY, **fields}, sort_keys=False))
-    return path
+from ser_ray.study.ledger import ledger_frame, read_ledger, read_replays, unit_key
+from ser_ray.study.run import WALL_TIME_FILE
+from tests.study.builders import ECA, TINY_CORPUS, VERSION, write_study
 
 
 def units_by_key(experiment: Path) -> Counter:
@@ -105,6 +78,65 @@ def test_a_search_prunes_with_asha_and_keeps_the_optuna_study(ray_session, study
     loaded = optuna.load_study(study_name="search",
                                storage=f"sqlite:///{experiment / 'optuna.db'}")
     assert len(loaded.trials) == 6
+
+
+def test_a_repeated_configuration_replays_without_a_second_ledger_row(ray_session, study_cache,
+                                                                       tmp_path: Path) -> None:
+    experiment = tmp_path / "replays"
+    # Four trials over two configurations: at least two trials repeat one.
+    space = {"model.options.eca_blocks": {"type": "categorical", "choices": [[], [5, 6]]}}
+    study = write_study(tmp_path / "r.yaml", "replays", budget={"epochs": 2, "trials": 4},
+                        resources={"cpus": 1, "max_concurrent_trials": 1},
+                        search={"parameters": space, "sampler": "random",
+                                "scheduler": {"kind": "asha", "grace_period": 1}})
+    assert main(["search", str(study), "--out", str(experiment),
+                 "--cache", str(study_cache)]) == 0
+    rows, replays = read_ledger(experiment), read_replays(experiment)
+    configurations = {row["config_hash"] for row in rows}
+    assert len(rows) == 2 * len(configurations) and set(units_by_key(experiment).values()) == {1}
+    assert len(replays) == 4 - len(configurations) >= 2
+    recorded = {row["variant"] for row in rows}
+    assert {replay["replay_of"] for replay in replays} <= recorded
+    assert all(replay["config_hash"] in configurations and replay["error"] is None
+               for replay in replays)
+    loaded = optuna.load_study(study_name="replays",
+                               storage=f"sqlite:///{experiment / 'optuna.db'}")
+    assert len(loaded.trials) == 4
+
+    frame = ledger_frame(rows)
+    finished = frame[frame["status"] == "finished"]
+    best = finished.groupby("variant")["unweighted_accuracy"].mean().idxmax()
+    best_config = next(row["config"] for row in rows if row["variant"] == best)
+    predictor = json.loads((experiment / "best_model" / "predictor.json").read_text())
+    assert predictor["model_options"]["eca_blocks"] == best_config["model.options.eca_blocks"]
+
+    # The replays count against the trial budget: a resume has nothing left to run.
+    assert main(["resume", str(experiment), "--cache", str(study_cache)]) == 0
+    assert read_ledger(experiment) == rows and read_replays(experiment) == replays
+
+
+def test_the_wall_time_budget_spans_resumes(ray_session, study_cache, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    experiment = tmp_path / "clock"
+    study = write_study(tmp_path / "w.yaml", "clock", budget={"epochs": 1, "wall_time_s": 3600},
+                        ablation={"design": "one-factor", "factors": {"eca": ECA}})
+    started = time.monotonic()
+    assert main(["search", str(study), "--out", str(experiment),
+                 "--cache", str(study_cache)]) == 0
+    used = json.loads((experiment / WALL_TIME_FILE).read_text())["used_s"]
+    assert 0 < used < time.monotonic() - started
+    rows = read_ledger(experiment)
+    assert len(rows) == 4
+
+    # Extended with a budget the first run already used up: nothing more runs.
+    extended = write_study(tmp_path / "w2.yaml", "clock",
+                           budget={"epochs": 1, "wall_time_s": used / 2},
+                           ablation={"design": "one-factor",
+                                     "factors": {"eca": ECA, "version": VERSION}})
+    assert main(["search", str(extended), "--out", str(experiment),
+                 "--cache", str(study_cache)]) == 0
+    assert "budget.wall_time_s" in capsys.readouterr().out
+    assert read_ledger(experiment) == rows
 
 
 def descendants(pid: int) -> list[psutil.Process]:

@@ -79,7 +79,7 @@ def _features(args: argparse.Namespace) -> None:
     augmentations = [parse_augmentation(text) for text in args.augment]
     feature_cache, hit = build_features(
         args.manifest, recipe, args.cache, augmentations, seed=args.seed,
-        batch_size=args.batch_size, concurrency=args.concurrency,
+        batch_size=args.batch_size, concurrency=args.concurrency, device=args.device,
     )
     print(("cache hit: " if hit else "computed: ") + str(feature_cache.path))
     print(describe_cache(feature_cache))
@@ -239,8 +239,10 @@ def _export(args: argparse.Namespace) -> None:
     from ser_ray.predict import Predictor
 
     out = Predictor(args.checkpoint).export(args.out)
-    print(f"exported program: {out} (recipe and labels in {out.with_suffix('.json')}; load "
-          f"with torch.export.load)")
+    loader = ("onnxruntime.InferenceSession(path)" if out.suffix == ".onnx"
+              else "torch.export.load(path).module()")
+    print(f"exported: {out} (load with {loader}; recipe and labels in "
+          f"{out.with_suffix('.json')})")
 
 
 def _bench_scan(args: argparse.Namespace) -> None:
@@ -351,6 +353,8 @@ def build_parser() -> argparse.ArgumentParser:
     features.add_argument("--batch-size", type=int, default=8)
     features.add_argument("--concurrency", type=int, default=None,
                           help="parallel featurizers (default: the cluster's CPUs)")
+    features.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                          help="where features are computed (cuda: one GPU per task)")
     features.set_defaults(handler=_features)
 
     train = commands.add_parser("train", help="k-fold training with SER metrics")
@@ -409,9 +413,10 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--json", action="store_true", help="print JSON instead of a table")
     predict.set_defaults(handler=_predict)
 
-    export = commands.add_parser("export", help="a predictor as a torch.export program")
+    export = commands.add_parser("export", help="a predictor as ONNX or a torch.export program")
     export.add_argument("--checkpoint", required=True, type=Path)
-    export.add_argument("--out", required=True, type=Path, help="e.g. model.pt2")
+    export.add_argument("--out", required=True, type=Path,
+                        help="model.onnx (ONNX) or model.pt2 (torch.export)")
     export.set_defaults(handler=_export)
 
     listing = commands.add_parser("models", help="every model and preset, shape and size")

@@ -10,7 +10,9 @@ segments' logits, as in evaluation.
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +21,7 @@ import torch
 from torch import nn
 
 from ser_ray import models
+from ser_ray.corpus.scan import DEFAULT_MIN_DURATION_S
 from ser_ray.errors import UserError
 from ser_ray.features.audio import BadAudio, load_waveform
 from ser_ray.features.recipes import parse_recipe
@@ -95,31 +98,65 @@ class Predictor:
         return dict(zip(self.label_names, torch.softmax(mean, dim=0).tolist()))
 
     def predict(self, path: Path) -> Prediction:
+        if not Path(path).is_file():
+            return Prediction(str(path), None, "no such file")
         try:
             waveform = load_waveform(path, self.recipe.sample_rate)
         except BadAudio as bad:
             return Prediction(str(path), None, f"{bad.reason} ({bad.reason_code})")
         except OSError as error:
             return Prediction(str(path), None, f"cannot read the file ({error})")
+        duration_s = len(waveform) / self.recipe.sample_rate
+        if duration_s < DEFAULT_MIN_DURATION_S:
+            return Prediction(str(path), None,
+                              f"too short to label ({duration_s:.3f} s < "
+                              f"{DEFAULT_MIN_DURATION_S:g} s, the scan's minimum)")
         return Prediction(str(path), self.probabilities(waveform))
 
     def export(self, out: Path) -> Path:
-        """A `torch.export` program (features → log-probabilities, any batch size) with a JSON
-        sidecar of the recipe; load it with `torch.export.load(path).module()`."""
+        """The scorer (features → log-probabilities, any batch size) as an ONNX model (`.onnx`)
+        or a `torch.export` program (`.pt2`, load with `torch.export.load(path).module()`),
+        with a JSON sidecar of the recipe and labels that turn a recording into its input."""
+        if out.suffix not in EXPORT_FORMATS:
+            raise UserError(f"--out {out}: the file name says the format; use one of "
+                            f"{', '.join(EXPORT_FORMATS)} ({_format_list()})")
         example = torch.zeros((2, *self.feature_shape))
         program = torch.export.export(
             self.scorer, (example,),
             dynamic_shapes={"features": {0: torch.export.Dim("batch", min=1)}})
         out.parent.mkdir(parents=True, exist_ok=True)
-        torch.export.save(program, out)
+        if out.suffix == ".onnx":
+            _save_onnx(program, out)
+        else:
+            torch.export.save(program, out)
         shape = ", ".join(map(str, self.feature_shape))
         out.with_suffix(".json").write_text(json.dumps({
+            "format": EXPORT_FORMATS[out.suffix],
             "input": f"float32 features of shape (batch, {shape})",
             "output": "class log-probabilities (batch, classes); exp() gives probabilities",
             "label_names": self.label_names, "recipe": self.recipe.model_dump(mode="json"),
             "stft_version": self.stft_version, "model": self.saved["model"],
             "model_options": self.saved["model_options"]}, indent=2))
         return out
+
+
+EXPORT_FORMATS = {".onnx": "ONNX (opset 18)", ".pt2": "torch.export program"}
+
+
+def _format_list() -> str:
+    return "; ".join(f"{suffix} = {name}" for suffix, name in EXPORT_FORMATS.items())
+
+
+def _save_onnx(program: torch.export.ExportedProgram, out: Path) -> None:
+    """ONNX through torch's dynamo exporter, which needs the optional `onnx` and `onnxscript`
+    packages (the `export` extra)."""
+    for package in ("onnx", "onnxscript"):
+        if importlib.util.find_spec(package) is None:
+            raise UserError(f"ONNX export needs the '{package}' package: pip install "
+                            f"'ser-ray[export]' (or export to .pt2)")
+    # The exporter lists every torchvision operator it cannot register, one warning each.
+    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
+    torch.onnx.export(program, opset_version=18, verbose=False).save(str(out))
 
 
 def format_predictions(predictions: list[Prediction], label_names: list[str]) -> str:

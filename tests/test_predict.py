@@ -58,14 +58,19 @@ def test_bad_files_are_named_and_the_good_ones_still_labelled(tiny_study, predic
     garbage.write_bytes(b"RIFF not really a wave file")
     silent = tmp_path / "silent.wav"
     soundfile.write(silent, np.zeros(16000, np.float32), 16000)
+    blip = tmp_path / "blip.wav"
+    soundfile.write(blip, np.full(10, 0.5, np.float32), 16000)
     status = main(["predict", "--checkpoint", str(predictor_path), str(garbage),
-                   str(corpus_wav(tiny_study)), str(silent)])
+                   str(corpus_wav(tiny_study)), str(silent), str(blip),
+                   str(tmp_path / "missing.wav")])
     captured = capsys.readouterr()
     assert status == 2
-    assert "2 of 3 files could not be labelled" in captured.err
-    assert "could not decode audio" in captured.err and "every sample is zero" in captured.err
+    assert "4 of 5 files could not be labelled" in captured.err
+    for reason in ("could not decode audio", "every sample is zero", "too short to label",
+                   "no such file"):
+        assert reason in captured.err
     lines = [line for line in captured.out.splitlines() if ".wav" in line]
-    assert len(lines) == 3
+    assert len(lines) == 5
     assert sum("—" not in line.split()[1] for line in lines) == 1
 
 
@@ -74,19 +79,36 @@ def test_a_missing_checkpoint_is_a_user_error(tmp_path, capsys) -> None:
     assert "does not exist" in capsys.readouterr().err
 
 
-def test_the_exported_program_gives_the_predictor_s_probabilities(tiny_study, predictor_path,
-                                                                  tmp_path) -> None:
-    out = tmp_path / "model.pt2"
+def _run_exported(path: Path, features: np.ndarray) -> np.ndarray:
+    if path.suffix == ".onnx":
+        onnxruntime = pytest.importorskip("onnxruntime")
+        session = onnxruntime.InferenceSession(str(path))
+        return session.run(None, {session.get_inputs()[0].name: features})[0]
+    with torch.no_grad():
+        return torch.export.load(path).module()(torch.from_numpy(features)).numpy()
+
+
+@pytest.mark.parametrize("suffix", [".onnx", ".pt2"])
+def test_the_export_gives_the_predictor_s_probabilities(tiny_study, predictor_path, tmp_path,
+                                                        suffix) -> None:
+    out = tmp_path / f"model{suffix}"
     assert main(["export", "--checkpoint", str(predictor_path), "--out", str(out)]) == 0
-    scripted = torch.export.load(out).module()
     sidecar = json.loads(out.with_suffix(".json").read_text())
     predictor = Predictor(predictor_path)
     assert sidecar["label_names"] == predictor.label_names
     from ser_ray.features.audio import load_waveform
 
-    waveform = load_waveform(corpus_wav(tiny_study), 16000)
-    (items,) = predictor.recipe.featurize_batch([waveform])
-    features = torch.from_numpy(np.stack([items[0].features]))
-    exported = scripted(features).exp()[0].tolist()
-    expected = list(predictor.probabilities(waveform).values())
-    assert exported == pytest.approx(expected, abs=1e-5)
+    waveforms = [load_waveform(path, 16000) for path in
+                 sorted(tiny_study.root.rglob("*.wav"))[:3]]
+    # Three utterances in one batch: the exported batch dimension is not fixed to the example's.
+    features = np.stack([items[0].features for items in
+                         predictor.recipe.featurize_batch(waveforms)]).astype(np.float32)
+    exported = np.exp(_run_exported(out, features))
+    expected = [list(predictor.probabilities(waveform).values()) for waveform in waveforms]
+    assert exported == pytest.approx(np.array(expected), abs=1e-5)
+
+
+def test_an_unknown_export_suffix_names_the_formats(predictor_path, tmp_path, capsys) -> None:
+    assert main(["export", "--checkpoint", str(predictor_path), "--out",
+                 str(tmp_path / "model.bin")]) == 2
+    assert ".onnx" in capsys.readouterr().err

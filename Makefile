@@ -31,7 +31,7 @@ demo: setup
 # The committed showcase: a fresh full demo, its reports, figures and ledgers (no caches,
 # checkpoints or corpus).
 demo-report: setup
-	rm -rf runs/demo-report $(SHOWCASE)
+	rm -rf runs/demo-report runs/demo-report-cache $(SHOWCASE)
 	$(BIN)/ser-ray demo --out runs/demo-report --cache runs/demo-report-cache
 	mkdir -p $(SHOWCASE)
 	cp runs/demo-report/report.md $(SHOWCASE)/

@@ -110,7 +110,7 @@ class Predictor:
         if duration_s < DEFAULT_MIN_DURATION_S:
             return Prediction(str(path), None,
                               f"too short to label ({duration_s:.3f} s < "
-                              f"{DEFAULT_MIN_DURATION_S:g} s, the scan's minimum)")
+                              f"{DEFAULT_MIN_DURATION_S:g} s, the scan's default minimum)")
         return Prediction(str(path), self.probabilities(waveform))
 
     def export(self, out: Path) -> Path:

@@ -60,11 +60,25 @@ def read_gender_of_actor(path: Path) -> dict[str, str]:
         raise UserError(
             f"{path} is not a readable CSV table ({error}); expected {DEMOGRAPHICS_EXPECTED}"
         ) from error
-    genders = {
-        (row["ActorID"] or "").strip(): SEX_TO_GENDER.get((row["Sex"] or "").strip().lower())
-        for row in rows
-    }
-    return {actor: gender for actor, gender in genders.items() if actor and gender}
+    return _actor_genders(path, rows)
+
+
+def _actor_genders(path: Path, rows: list[dict[str, str]]) -> dict[str, str]:
+    """ActorID → F/M. A Sex value outside Female/Male or an actor listed twice with different
+    values is an error: guessing would put the actor's folds out of gender balance unseen."""
+    genders: dict[str, str] = {}
+    for line, row in enumerate(rows, start=2):
+        actor, sex = (row["ActorID"] or "").strip(), (row["Sex"] or "").strip()
+        if not actor:
+            continue
+        gender = SEX_TO_GENDER.get(sex.lower())
+        if gender is None:
+            raise UserError(f"{path} line {line}: Sex {sex!r} of actor {actor} is not one of "
+                            f"Female, Male")
+        if genders.setdefault(actor, gender) != gender:
+            raise UserError(f"{path} line {line}: actor {actor} is listed again with another "
+                            f"Sex ({sex!r}); keep one row per actor")
+    return genders
 
 
 def read_utf8(path: Path) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import sys
 import uuid
 from collections.abc import Sequence
@@ -226,6 +227,7 @@ def build_features(
     featurizer = Featurizer(recipe, augmentations, seed, str(staging / SKIPPED_PARTS_DIR), device)
     _run(manifest, featurizer, staging, batch_size, concurrency)
     skipped = _collect_skipped(staging)
+    _refuse_if_nothing_featurized(skipped, len(manifest), staging)
     rows = pads.dataset(staging / cache.DATA_DIR, format="parquet").count_rows()
     metadata = {
         **request,
@@ -240,6 +242,22 @@ def build_features(
         "libraries": cache.library_versions(),
     }
     return cache.publish(staging, cache_root, key, metadata), False
+
+
+def _refuse_if_nothing_featurized(skipped: pd.DataFrame, utterances: int,
+                                  staging: Path) -> None:
+    """A recipe that fails on every utterance that decoded is broken (or its device is), not
+    the data: caching that would skip the whole corpus for good, so nothing is published and
+    the next request tries again."""
+    failed = skipped[skipped["reason_code"] == FEATURIZE_FAILED]
+    decoded = utterances - (len(skipped) - len(failed))
+    if failed.empty or len(failed) < decoded:
+        return
+    shutil.rmtree(staging, ignore_errors=True)
+    examples = "; ".join(f"{row.path}: {row.reason}" for row in failed.head(3).itertuples())
+    raise UserError(f"featurizing failed for every one of the {decoded} decodable utterances, "
+                    f"so no feature cache was written (first failures: {examples}); check the "
+                    f"recipe's parameters and the device")
 
 
 def _require_gpus_for(device: Device) -> None:

@@ -110,7 +110,8 @@ def _setup(experiment: Experiment) -> str:
         ("class counts", ", ".join(f"{row.label} {row.utterances}"
                                    for row in tables.class_counts(experiment).itertuples())),
         ("protocol", _protocol_line(study.get("protocol") or {})),
-        ("epoch selection", SELECTION_RULES.get(rule, rule)),
+        ("epoch selection", "; ".join(SELECTION_RULES.get(part, part)
+                                      for part in rule.split(" + "))),
         ("folds × seeds", f"folds {_listing(study.get('folds'))} × seeds "
                           f"{_listing(study.get('seeds'))}; {study.get('epochs', '?')} epochs"),
         ("model", f"`{(study.get('model') or {}).get('name')}` "

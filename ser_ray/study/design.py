@@ -20,7 +20,7 @@ from ser_ray import models
 from ser_ray.errors import UserError
 from ser_ray.schema import set_dotted
 from ser_ray.study.schema import AblationSpec, Parameter, StudyConfig
-from ser_ray.train.config import TrainConfig, paper_training
+from ser_ray.train.config import SELECTION_RULES, TrainConfig, paper_training
 from ser_ray.train.losses import LossOptions
 
 ROOT_KEYS = ("model.name", "model.options.<option>", "train.<setting>", "feature_set")
@@ -154,11 +154,13 @@ def config_hash(configuration: Configuration, data_identity: dict[str, Any]) -> 
 def check_study(study: StudyConfig) -> list[Variant]:
     """Resolve every configuration the study can produce (all variants, or every searched
     parameter at its bounds), so a bad key or value fails before anything runs."""
+    rules: dict[str, str] = {}
     if study.ablation is not None:
         variants = ablation_variants(study.ablation)
         seen: dict[str, str] = {}
         for variant in variants:
             configuration = _resolve_named(study, variant.changes, f"variant {variant.name!r}")
+            rules[f"variant {variant.name!r}"] = configuration.train.selection
             identity = json.dumps({**configuration.identity(),
                                    "features": configuration.feature_set}, sort_keys=True)
             if identity in seen:
@@ -167,6 +169,7 @@ def check_study(study: StudyConfig) -> list[Variant]:
             seen[identity] = variant.name
         if study.reproduces is not None:
             _check_paper_rows(study, [variant.name for variant in variants])
+        _check_one_selection_rule(study, rules)
         return variants
     assert study.search is not None
     parameters = study.search.parameters
@@ -174,8 +177,36 @@ def check_study(study: StudyConfig) -> list[Variant]:
         context = {parent: (allowed[0] if isinstance(allowed, list) else allowed)
                    for parent, allowed in (parameter.when or {}).items()}
         for value in _probe_values(parameter):
-            _resolve_named(study, {**context, name: value}, f"search parameter {name!r}")
+            where = f"search parameter {name!r} = {value!r}"
+            rules[where] = _resolve_named(study, {**context, name: value}, where).train.selection
+    _check_one_selection_rule(study, rules)
     return []
+
+
+def _check_one_selection_rule(study: StudyConfig, rules: dict[str, str]) -> None:
+    """Configurations of a study pick their epoch by one rule unless the study varies
+    `train.selection` itself: a model family whose paper recipe selects on the test set
+    (ctmam) must not be ranked against last-epoch scores unasked."""
+    if len(set(rules.values())) <= 1 or SELECTION_KEY in _varied_keys(study):
+        return
+    by_rule: dict[str, list[str]] = {}
+    for where, rule in rules.items():
+        by_rule.setdefault(rule, []).append(where)
+    listed = "; ".join(f"{rule} at {', '.join(sites[:2])}{', …' if len(sites) > 2 else ''}"
+                       for rule, sites in by_rule.items())
+    raise UserError(f"the study's configurations select epochs by different rules ({listed}); "
+                    f"set train.selection to one of {', '.join(SELECTION_RULES)} for all")
+
+
+SELECTION_KEY = "train.selection"
+
+
+def _varied_keys(study: StudyConfig) -> set[str]:
+    """The dotted keys the study's variants or searched parameters set."""
+    if study.ablation is not None:
+        return {key for variant in ablation_variants(study.ablation) for key in variant.changes}
+    assert study.search is not None
+    return set(study.search.parameters)
 
 
 def _check_paper_rows(study: StudyConfig, variant_names: list[str]) -> None:

@@ -110,7 +110,8 @@ def read_lines(path: Path) -> list[dict[str, Any]]:
             rows.append(json.loads(line))
         except json.JSONDecodeError as error:
             raise UserError(f"{path} line {number} is not valid JSON ({error}); the file is "
-                            f"damaged: delete that line (its units then run again)") from error
+                            f"damaged: delete that line (what it recorded then runs again)"
+                            ) from error
     return rows
 
 

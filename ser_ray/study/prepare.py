@@ -2,7 +2,7 @@
 synthetic one), its manifest and class selection, the leak-checked folds and every feature
 set in the content cache. Re-preparing an experiment directory (resume) reuses all of it.
 
-The synthetic corpus is generated once per configuration under
+The synthetic corpus is generated once per configuration (and synthesizer version) under
 `<cache root>/corpora/synthetic-<hash>/`, beside the feature caches. Layout under the
 experiment directory:
     data/manifest.parquet          the scan (+ manifest_skipped.csv)
@@ -34,7 +34,7 @@ from ser_ray.features.pipeline import build_features
 from ser_ray.folds import FoldCheck, FoldProtocol, check_folds, make_folds, write_folds
 from ser_ray.study.design import Variant
 from ser_ray.study.schema import StudyConfig
-from ser_ray.synth import SynthConfig, write_synthetic_iemocap
+from ser_ray.synth import SYNTH_CODE_VERSION, SynthConfig, write_synthetic_iemocap
 
 STUDY_FILE = "study.json"
 STUDY_YAML = "study.yaml"
@@ -123,7 +123,8 @@ def _corpus_root(study: StudyConfig, cache_root: Path, log: Any) -> Path:
         assert study.corpus.root is not None
         return study.corpus.root
     wanted = study.corpus.synthetic.model_dump()
-    digest = hashlib.sha256(json.dumps(wanted, sort_keys=True).encode()).hexdigest()[:12]
+    identity = {**wanted, "synth_code_version": SYNTH_CODE_VERSION}
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
     root = cache_root / "corpora" / f"synthetic-{digest}"
     if root.is_dir():
         return root

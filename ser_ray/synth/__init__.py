@@ -7,6 +7,7 @@ corpus, on classes that differ in the cues real emotional speech carries.
 from ser_ray.synth.iemocap_tree import (
     DEFAULT_LABEL_PROPORTIONS,
     DEFAULT_STRENGTH,
+    SYNTH_CODE_VERSION,
     SynthConfig,
     SynthRecord,
     SynthSummary,
@@ -18,6 +19,7 @@ __all__ = [
     "DEFAULT_LABEL_PROPORTIONS",
     "DEFAULT_STRENGTH",
     "EMOTION_STYLES",
+    "SYNTH_CODE_VERSION",
     "EmotionStyle",
     "SpeakerVoice",
     "SynthConfig",

@@ -54,6 +54,9 @@ FOUR_CLASS_GROUPS: tuple[tuple[str, ...], ...] = (("ang",), ("hap", "exc"), ("ne
 # angry/happy and neutral/sad confuse, as in real acted speech): learnable, far from trivial.
 # See tests/test_synth.py.
 DEFAULT_STRENGTH = 1.0
+# Raised whenever the same SynthConfig and seed start to give other audio, so corpora cached
+# under a configuration's hash are generated again.
+SYNTH_CODE_VERSION = 2
 
 EVALUATOR_CATEGORY = {
     "neu": "Neutral", "hap": "Happiness", "exc": "Excited", "ang": "Anger",

@@ -11,13 +11,16 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import pydantic
 from pydantic import Field
 
 from ser_ray.schema import StrictModel, validate
 from ser_ray.train.losses import LossOptions
+
+SelectionRule = Literal["last", "best-validation", "best-test"]
+SELECTION_RULES: tuple[str, ...] = get_args(SelectionRule)
 
 
 class TrainConfig(StrictModel):
@@ -37,7 +40,7 @@ class TrainConfig(StrictModel):
     lr_floor: float = Field(0.0, ge=0, description="stop decaying once lr < floor (CTMAM 1e-6)")
     loss: LossOptions = Field(default_factory=lambda: LossOptions(kind="focal"),
                               description="weighted focal loss γ=2 [spec §1.5]")
-    selection: Literal["last", "best-validation", "best-test"] = Field(
+    selection: SelectionRule = Field(
         "last", description="epoch whose test metrics are reported: 'last' (honest default), "
         "'best-validation' (needs validation), 'best-test' (OPTIMISTIC: picks the epoch on the "
         "test set itself, as the ctmam paper reported [spec §2.1])")

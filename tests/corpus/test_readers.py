@@ -239,6 +239,21 @@ def test_cremad_unusable_demographics_table_is_a_user_error(
     assert str(error.value).endswith("expected a UTF-8 CSV file with the columns ActorID, Sex")
 
 
+@pytest.mark.parametrize(("extra_row", "complaint"), [
+    ("1002,30,F,Asian,Not Hispanic",
+     r"line \d+: Sex 'F' of actor 1002 is not one of Female, Male"),
+    ("1001,51,Female,Caucasian,Not Hispanic",
+     r"line \d+: actor 1001 is listed again with another Sex \('Female'\)"),
+])
+def test_cremad_demographics_rows_that_would_guess_a_gender_are_user_errors(
+    tmp_path: Path, extra_row: str, complaint: str
+) -> None:
+    write_wav(tmp_path / "AudioWAV" / "1001_DFA_ANG_XX.wav")
+    (tmp_path / "VideoDemographics.csv").write_text(f"{CREMAD_DEMOGRAPHICS}{extra_row}\n")
+    with pytest.raises(UserError, match=complaint):
+        scan_corpus("cremad", tmp_path)
+
+
 def test_cremad_broken_link_to_the_demographics_table_is_a_user_error(tmp_path: Path) -> None:
     write_wav(tmp_path / "AudioWAV" / "1001_DFA_ANG_XX.wav")
     (tmp_path / "VideoDemographics.csv").symlink_to(tmp_path / "lost.csv")

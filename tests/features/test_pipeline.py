@@ -373,6 +373,20 @@ def test_utterances_that_fail_after_decoding_are_skipped_and_their_batch_kept(
     assert (feature_cache.metadata["utterances"], feature_cache.metadata["skipped"]) == (1, 2)
 
 
+def test_a_recipe_that_fails_on_every_utterance_publishes_no_cache(tmp_path: Path) -> None:
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    for name in ("a", "b"):
+        soundfile.write(audio / f"{name}.wav", np.full(1, 0.5, np.float32), 16000)
+    manifest = manifest_of({name: audio / f"{name}.wav" for name in ("a", "b")},
+                           tmp_path / "manifest.parquet")
+    with pytest.raises(UserError, match="every one of the 2 decodable utterances"):
+        build_features(manifest, LogMelRecipe(versions=(1,)), tmp_path / "cache",
+                       [parse_augmentation("tempo:factor=2")], concurrency=1)
+    # Nothing reads as complete, nothing is left staged: the next request tries again.
+    assert list((tmp_path / "cache").iterdir()) == []
+
+
 def test_an_empty_manifest_is_refused_before_any_work(tmp_path: Path) -> None:
     empty = manifest_of({}, tmp_path / "manifest.parquet")
     with pytest.raises(UserError, match="lists no utterances"):

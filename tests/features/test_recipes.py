@@ -173,8 +173,9 @@ def test_logmel_matches_librosa_for_all_versions_in_a_mixed_batch() -> None:
 @pytest.mark.parametrize("seconds", [3.0, 7.0])
 def test_logmel_knobs_match_librosa(fields: dict, seconds: float) -> None:
     recipe = LogMelRecipe(**fields)
-    # One sample over whole seconds: an odd pad (3 s) or crop (7 s), so the side the extra
-    # sample goes to shows (measured: the other side moves the log-Mel by ≥ 0.5).
+    # One sample over whole seconds: an odd pad (3 s) or crop (7 s). Both sides share
+    # `fixed_length`, whose side the doctests of `center_pad_or_crop` pin by hand; here the
+    # torch spectrogram is held to librosa's for either setting.
     wave = speech_like(seconds + 1 / 16000, 16000, seed=3)
     [[item]] = recipe.featurize_batch([wave])
     assert item.features.shape == recipe.feature_shape()

@@ -211,3 +211,15 @@ def test_selection_rule_falls_back_to_what_the_ledger_recorded(tmp_path: Path) -
     del study["selection_rule"]
     write_experiment(tmp_path, study, [unit_row("baseline", 0, 0, 70.0)])
     assert tables.selection_rule(tables.load_experiment(tmp_path)) == "last"
+
+
+def test_a_study_that_varies_the_selection_rule_reports_every_rule(tmp_path: Path) -> None:
+    study = study_description("varied", "one-factor", ["baseline", "rule=test"], folds=(0,),
+                              seeds=(0,), baseline="baseline")
+    optimistic = {**unit_row("rule=test", 0, 0, 75.0), "selection": "best-test"}
+    write_experiment(tmp_path, study, [unit_row("baseline", 0, 0, 70.0), optimistic])
+    experiment = tables.load_experiment(tmp_path)
+    assert tables.selection_rule(experiment) == "best-test + last"
+    from ser_ray.report import write_report
+
+    assert "OPTIMISTIC" in write_report(tmp_path).read_text()

@@ -165,3 +165,27 @@ def test_two_variants_of_one_configuration_are_refused(tmp_path: Path) -> None:
     message = load_error(tmp_path, {**base, "ablation": {"design": "one-factor",
                                                          "factors": factors}})
     assert "'scale=two' and 'scale=also_two' are the same configuration" in message
+
+
+def test_model_families_that_select_epochs_differently_are_refused_unasked(
+        tmp_path: Path) -> None:
+    base = {key: value for key, value in BASE.items() if key not in ("search", "train")}
+    mixed = {**base,
+             "features": {**BASE["features"], "mfcc": {"recipe": "mfcc_segments"}},
+             "feature_set": {"eca_cnn": "logmel", "ctmam": "mfcc"},
+             "ablation": {"design": "one-factor", "factors": {"model": {"levels": {
+                 "eca": {}, "ctmam": {"model.name": "ctmam"}}}}}}
+    # ctmam's paper recipe picks the best test epoch; eca_cnn's the last.
+    message = load_error(tmp_path, mixed)
+    assert "select epochs by different rules" in message
+    assert "last at variant 'baseline'" in message
+    assert "best-test at variant 'model=ctmam'" in message
+    assert "set train.selection to one of last, best-validation, best-test" in message
+    check_study(load_study(write(tmp_path, {**mixed, "train": {"selection": "last"}})))
+
+
+def test_a_study_may_vary_the_selection_rule_itself(tmp_path: Path) -> None:
+    base = {key: value for key, value in BASE.items() if key != "search"}
+    factors = {"rule": {"levels": {"last": {}, "test": {"train.selection": "best-test"}}}}
+    check_study(load_study(write(tmp_path, {**base, "ablation": {"design": "one-factor",
+                                                                "factors": factors}})))

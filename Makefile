@@ -29,10 +29,12 @@ demo: setup
 	$(BIN)/ser-ray demo --out $(OUT)
 
 # The committed showcase: a fresh full demo, its reports, figures and ledgers (no caches,
-# checkpoints or corpus).
+# checkpoints or corpus). The old showcase stays until the run ends, so a clean checkout
+# reports its commit unmarked.
 demo-report: setup
-	rm -rf runs/demo-report runs/demo-report-cache $(SHOWCASE)
+	rm -rf runs/demo-report runs/demo-report-cache
 	$(BIN)/ser-ray demo --out runs/demo-report --cache runs/demo-report-cache
+	rm -rf $(SHOWCASE)
 	mkdir -p $(SHOWCASE)
 	cp runs/demo-report/report.md $(SHOWCASE)/
 	for study in ablation search; do \

@@ -75,7 +75,8 @@ def run_demo(out_dir: Path, quick: bool = False, cache_root: Path | None = None)
     labelled = None
     if predictor is not None:
         model = Predictor(predictor)
-        labelled = format_predictions([model.predict(recording)], model.label_names)
+        labelled = format_predictions([model.predict(Path(_shown(recording)))],
+                                      model.label_names)
         _say(f"best model: {predictor}\n{labelled}")
     seconds = time.perf_counter() - started
     index = write_index(out_dir, reports, predictor, recording, labelled, seconds, quick)

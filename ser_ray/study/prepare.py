@@ -212,12 +212,22 @@ def _hardware() -> dict[str, Any]:
 
 
 def _git_commit() -> str | None:
+    """HEAD of the checkout ser_ray runs from, marked when tracked files differ from it (the
+    numbers then come from code no commit holds)."""
+    head = _git("rev-parse", "HEAD")
+    if head is None or head.returncode != 0 or not head.stdout.strip():
+        return None
+    changed = _git("diff", "--quiet", "HEAD")
+    dirty = changed is not None and changed.returncode == 1
+    return head.stdout.strip() + (" + uncommitted changes" if dirty else "")
+
+
+def _git(*arguments: str) -> subprocess.CompletedProcess[str] | None:
     try:
-        result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent,
-                                capture_output=True, text=True, timeout=5)
+        return subprocess.run(["git", *arguments], cwd=Path(__file__).parent,
+                              capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.SubprocessError):
         return None
-    return result.stdout.strip() or None if result.returncode == 0 else None
 
 
 def _packages() -> dict[str, str]:

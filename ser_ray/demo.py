@@ -59,7 +59,7 @@ def run_demo(out_dir: Path, quick: bool = False, cache_root: Path | None = None)
 
     started = time.perf_counter()
     out_dir = out_dir.expanduser().resolve()
-    dashboard = ensure_ray(dashboard=True)
+    dashboard = ensure_ray()
     if dashboard:
         _say(f"Ray is up; while the demo runs its dashboard is at {dashboard}")
     reports: dict[str, Path] = {}

@@ -17,8 +17,12 @@ LOCAL_RAY_ENVIRONMENT = {
 }
 
 
-def ensure_ray(num_cpus: int | None = None, dashboard: bool = False) -> str | None:
+def ensure_ray() -> str | None:
     """Attach to the running cluster, or start a local one (never resized inside a job).
+
+    A local cluster gets its dashboard (on 127.0.0.1): besides the live view, it serves the
+    State API that Ray Train's placement-group cleaner polls every second while a
+    TorchTrainer runs, warning on every poll it cannot make.
 
     Returns the dashboard's URL when this call connected and the cluster has one.
     """
@@ -28,7 +32,7 @@ def ensure_ray(num_cpus: int | None = None, dashboard: bool = False) -> str | No
         return _url(ray.init().dashboard_url)
     for name, value in LOCAL_RAY_ENVIRONMENT.items():
         os.environ.setdefault(name, value)
-    context = ray.init(num_cpus=num_cpus, include_dashboard=dashboard, logging_level="ERROR")
+    context = ray.init(include_dashboard=True, logging_level="ERROR")
     return _url(context.dashboard_url)
 
 

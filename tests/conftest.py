@@ -41,11 +41,12 @@ def wav_writer():
 
 @pytest.fixture(scope="session")
 def ray_session():
-    """One local Ray cluster for the whole test session (2 CPUs, no dashboard)."""
+    """One local Ray cluster for the whole test session (2 CPUs, with the dashboard that
+    serves the State API, as `ensure_ray` starts it)."""
     import ray
 
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, object_store_memory=512 * 1024**2,
+        ray.init(num_cpus=2, include_dashboard=True, object_store_memory=512 * 1024**2,
                  logging_level="ERROR")
     ray.data.DataContext.get_current().enable_progress_bars = False
     yield ray

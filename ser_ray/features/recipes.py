@@ -307,17 +307,40 @@ class UtteranceVectorRecipe(RecipeBase):
         return 1 + self.duration_samples // self.hop_length
 
 
+VectorComponents = Literal["zcr+mfcc", "zcr", "mfcc"]
+
+
 class ZcrMfccVectorRecipe(UtteranceVectorRecipe):
-    """cnn1d_csa (spec §3.2): [ZCR ; MFCC frame-major], zero right-padded to L = 2268."""
+    """cnn1d_csa (spec §3.2): [ZCR ; MFCC frame-major], zero right-padded to L = 2268.
+
+    The notebooks' other inputs (spec §3.2 item 6) are component choices of the same vector:
+    `components="zcr"` is the EMO-DB "without MFCC" input, L = 108 (preset
+    `cnn1d_csa-emodb-zcr`), and `components="mfcc"` the TESS input, L = 20 × 103 = 2060
+    (preset `cnn1d_csa-tess`). The notebooks right-pad to their longest row, and TESS's rows
+    have 103 frames where EMO-DB's have 108; the frame count here is 1 + duration_samples //
+    hop_length, so `duration_s=2.39` (any value from 2.369 to 2.391 s at 22,050 Hz, hop 512)
+    fixes it at 103 for every corpus.
+    """
 
     kind: Literal["zcr_mfcc_vector"] = "zcr_mfcc_vector"
+    components: VectorComponents = Field(
+        "zcr+mfcc", description="blocks of the vector, in this order: ZCR + MFCC "
+        "(EMO-DB/EMOVO), ZCR only (EMO-DB without MFCC) or MFCC only (TESS) [code]")
     align_components: bool = Field(
-        False, description="pad ZCR and MFCC to the full frame count each, so columns align "
-        "across utterances; False = the notebooks' single right-pad [code]")
+        False, description="pad each block to the full frame count, so columns align across "
+        "utterances; False = the notebooks' single right-pad [code]")
+
+    @property
+    def component_names(self) -> list[str]:
+        return self.components.split("+")
+
+    def component_width(self, name: str) -> int:
+        """Columns one frame adds to a component's block: 1 for ZCR, n_mfcc for MFCC."""
+        return self.n_mfcc if name == "mfcc" else 1
 
     @property
     def vector_length(self) -> int:
-        return self.n_frames * (1 + self.n_mfcc)
+        return self.n_frames * sum(map(self.component_width, self.component_names))
 
     def feature_shape(self) -> tuple[int, ...]:
         return (self.vector_length,)

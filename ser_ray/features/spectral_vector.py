@@ -4,7 +4,7 @@ Two recipes share the framing (2.5 s from 0.6 s at 22,050 Hz; frame 2048, hop 51
 0.10 defaults otherwise):
 
 * cnn1d_csa (spec §3.2): [ZCR per frame ; MFCC (20) flattened frame-major], right-padded
-  with zeros to L = 21 · 108 = 2268.
+  with zeros to L = 21 · 108 = 2268; either block alone for the ZCR-only and MFCC-only inputs.
 * eca_cnn_bilstm (spec §4.2): time-means of ZCR (1), RMS (1), MFCC (20), Mel power (128) → 150.
 
 Crops of different lengths share one batch: each is zero-padded to the full duration, which
@@ -134,20 +134,24 @@ def zcr_mfcc_vectors(recipe: ZcrMfccVectorRecipe, waveforms: list[np.ndarray],
                      device: str = "cpu") -> np.ndarray:
     """cnn1d_csa vectors (spec §3.2): (B, recipe.vector_length) float32.
 
-    Faithful layout: [ZCR (T_i) ; MFCC frame-major (n_mfcc · T_i)] then zeros, so a short
-    crop's MFCC block starts earlier. `align_components` pads each block to the full frame
-    count first, so every position means the same thing in every row.
+    Faithful layout: the chosen blocks back to back, [ZCR (T_i) ; MFCC frame-major
+    (n_mfcc · T_i)] by default, then zeros, so a short crop's MFCC block starts earlier.
+    `align_components` pads each block to the full frame count first, so every position means
+    the same thing in every row.
     """
     rows: list[np.ndarray] = []
-    n_frames = recipe.n_frames
     for descriptors in _batched_descriptors(recipe, waveforms, device):
-        zcr = descriptors.zcr.cpu().numpy()
-        mfcc = descriptors.mfcc.cpu().numpy()
+        # Every block as (B, T, columns per frame), flattened frame-major below.
+        blocks = {"zcr": descriptors.zcr[:, :, None].cpu().numpy(),
+                  "mfcc": descriptors.mfcc.cpu().numpy()}
         for row, count in enumerate(descriptors.frame_counts):
             vector = np.zeros(recipe.vector_length, np.float32)
-            mfcc_start = n_frames if recipe.align_components else count
-            vector[:count] = zcr[row, :count]
-            vector[mfcc_start:mfcc_start + count * recipe.n_mfcc] = mfcc[row, :count].ravel()
+            block_frames = recipe.n_frames if recipe.align_components else count
+            start = 0
+            for name in recipe.component_names:
+                block = blocks[name][row, :count].ravel()
+                vector[start:start + block.size] = block
+                start += block_frames * recipe.component_width(name)
             rows.append(vector)
     return np.stack(rows)
 

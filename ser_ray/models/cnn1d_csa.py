@@ -37,7 +37,8 @@ class Cnn1dCsaOptions(ModelOptions):
         2268,
         ge=1,
         description="L, columns of the flattened feature vector: 2268 = ZCR 108 + MFCC 20×108 "
-        "(EMO-DB/EMOVO) [code, spec §3.2]; TESS 2060, SAVEE/RAVDESS 251, ZCR-only 108",
+        "(EMO-DB/EMOVO) [code, spec §3.2]; TESS 2060 (MFCC 20×103), ZCR-only 108, "
+        "SAVEE/RAVDESS 251 (no recipe builds that input)",
     )
     channel_attention: bool = pydantic.Field(
         True, description="CBAM-style channel attention after the conv stack [code]"
@@ -237,30 +238,42 @@ def expected_parameters(
 
 _PRESETS = (
     # name suffix, options, expected count (spec §3.3 table), description
-    ("emodb", {}, 37_433_509, "EMO-DB / EMOVO notebooks: ZCR + MFCC, L 2268, CA + SA"),
+    (
+        "emodb",
+        {},
+        37_433_509,
+        "EMO-DB / EMOVO notebooks: ZCR + MFCC, L 2268, CA + SA; input: recipe zcr_mfcc_vector "
+        "(defaults)",
+    ),
     (
         "tess",
         {"input_length": 2060, "channel_attention": False},
         34_017_173,
-        "TESS notebook: MFCC only, L 2060, spatial attention only",
+        "TESS notebook: MFCC only, L 2060 = 20 × 103, spatial attention only; input: recipe "
+        "zcr_mfcc_vector with components='mfcc', duration_s=2.39 (103 frames)",
     ),
     (
         "savee",
         {"input_length": 251, "channel_attention": False},
         4_378_517,
-        "SAVEE notebook: 251-frame band trajectories, spatial attention only",
+        "SAVEE notebook, architecture and parameter count only: spatial attention only, "
+        "L 251; no recipe produces its input (a 251-column dB table, 256 rows per utterance, "
+        "made by an unreleased notebook, spec §3.2 item 6)",
     ),
     (
         "ravdess",
         {"input_length": 251, "spatial_attention": False},
         4_386_967,
-        "RAVDESS / CREMA-D notebooks: 251-frame band trajectories, channel attention only",
+        "RAVDESS / CREMA-D notebooks, architecture and parameter count only: channel "
+        "attention only, L 251; no recipe produces its input (a 251-column dB table, 256 rows "
+        "per utterance, made by an unreleased notebook, spec §3.2 item 6)",
     ),
     (
         "emodb-zcr",
         {"input_length": 108},
         2_044_069,
-        "EMO-DB 'without MFCC/augmentation' notebook: ZCR only, L 108, CA + SA",
+        "EMO-DB 'without MFCC/augmentation' notebook: ZCR only, L 108, CA + SA; input: "
+        "recipe zcr_mfcc_vector with components='zcr'",
     ),
     (
         "paper-3block",

@@ -39,7 +39,7 @@ OTHER_VALUE: dict[type[RecipeBase], dict[str, Any]] = {
     ZcrMfccVectorRecipe: {
         "sample_rate": 16000, "offset_s": 0.5, "duration_s": 2.0, "frame_length": 1024,
         "hop_length": 256, "n_mfcc": 13, "n_mels": 64, "top_db": 60.0, "amin": 1e-9,
-        "align_components": True,
+        "align_components": True, "components": "mfcc",
     },
     SpectralStatsRecipe: {
         "sample_rate": 16000, "offset_s": 0.5, "duration_s": 2.0, "frame_length": 1024,

@@ -97,6 +97,8 @@ def test_unknown_kind_lists_the_recipes() -> None:
     ({"kind": "mfcc_segments", "n_mfcc": 200}, "n_mfcc must not exceed n_mels"),
     ({"kind": "mfcc_segments", "top_db": -1}, "top_db"),
     ({"kind": "zcr_mfcc_vector", "frame_length": 2047}, "frame_length must be even"),
+    ({"kind": "zcr_mfcc_vector", "components": "chroma"},
+     r"field 'components' = 'chroma'.*'zcr\+mfcc', 'zcr' or 'mfcc'"),
 ])
 def test_bad_values_are_user_errors(fields: dict, message: str) -> None:
     with pytest.raises(UserError, match=message):
@@ -238,28 +240,62 @@ def test_mfcc_segments_match_librosa_0_8_1_defaults() -> None:
 VECTOR_SECONDS = [4.0, 1.7, 0.3]   # full excerpt, short excerpt, ends before the 0.6 s offset
 
 
-def librosa_excerpt(wave: np.ndarray) -> np.ndarray:
+def librosa_excerpt(wave: np.ndarray, samples: int = 55125) -> np.ndarray:
     start = 13230 if len(wave) > 13230 else 0
-    return wave[start:start + 55125]
+    return wave[start:start + samples]
 
 
-def test_zcr_mfcc_vector_matches_librosa_in_both_layouts() -> None:
+def librosa_components(excerpt: np.ndarray) -> dict[str, np.ndarray]:
+    """ZCR per frame and the MFCC flattened frame-major, as the notebooks compute them."""
+    return {"zcr": librosa.feature.zero_crossing_rate(excerpt)[0],
+            "mfcc": librosa.feature.mfcc(y=excerpt, sr=22050).T.ravel()}
+
+
+COMPONENT_ATOL = {"zcr": ZCR_ATOL, "mfcc": MFCC_ATOL}
+COMPONENT_WIDTH = {"zcr": 1, "mfcc": 20}
+
+
+@pytest.mark.parametrize(("fields", "length", "full_frames"), [
+    ({}, 2268, 108),                                          # EMO-DB / EMOVO
+    ({"components": "zcr"}, 108, 108),                        # EMO-DB without MFCC
+    ({"components": "mfcc", "duration_s": 2.39}, 2060, 103),  # TESS
+])
+def test_zcr_mfcc_vector_matches_librosa_in_both_layouts(fields: dict, length: int,
+                                                         full_frames: int) -> None:
     waves = [speech_like(s, 22050, seed=7) for s in VECTOR_SECONDS]
-    faithful = ZcrMfccVectorRecipe().featurize_batch(waves)
-    aligned = ZcrMfccVectorRecipe(align_components=True).featurize_batch(waves)
-    for wave, [item], [aligned_item] in zip(waves, faithful, aligned, strict=True):
-        excerpt = librosa_excerpt(wave)
-        zcr = librosa.feature.zero_crossing_rate(excerpt)[0]
-        mfcc = librosa.feature.mfcc(y=excerpt, sr=22050).T.ravel()   # frame-major
-        frames = len(zcr)
-        assert item.features.shape == aligned_item.features.shape == (2268,)
-        for vector, mfcc_start in [(item.features, frames), (aligned_item.features, 108)]:
-            np.testing.assert_allclose(vector[:frames], zcr, rtol=0, atol=ZCR_ATOL)
-            np.testing.assert_allclose(vector[mfcc_start:mfcc_start + mfcc.size], mfcc,
-                                       rtol=0, atol=MFCC_ATOL)
-            rest = np.ones(2268, bool)
-            rest[:frames] = rest[mfcc_start:mfcc_start + mfcc.size] = False
-            assert not vector[rest].any()
+    faithful = ZcrMfccVectorRecipe(**fields)
+    aligned = ZcrMfccVectorRecipe(**fields, align_components=True)
+    assert faithful.feature_shape() == aligned.feature_shape() == (length,)
+    for wave, [item], [aligned_item] in zip(waves, faithful.featurize_batch(waves),
+                                            aligned.featurize_batch(waves), strict=True):
+        reference = librosa_components(librosa_excerpt(wave, faithful.duration_samples))
+        frames = len(reference["zcr"])
+        for vector, block_frames in [(item.features, frames), (aligned_item.features,
+                                                               full_frames)]:
+            assert vector.shape == (length,)
+            unwritten = np.ones(length, bool)
+            start = 0
+            for name in faithful.component_names:
+                block = slice(start, start + reference[name].size)
+                np.testing.assert_allclose(vector[block], reference[name], rtol=0,
+                                           atol=COMPONENT_ATOL[name])
+                unwritten[block] = False
+                start += block_frames * COMPONENT_WIDTH[name]
+            assert not vector[unwritten].any()
+
+
+def test_single_component_vectors_are_the_blocks_of_the_combined_one() -> None:
+    waves = [speech_like(s, 22050, seed=9) for s in VECTOR_SECONDS]
+
+    def vectors(components: str) -> list[np.ndarray]:
+        recipe = ZcrMfccVectorRecipe(components=components)
+        return [item.features for [item] in recipe.featurize_batch(waves)]
+
+    rows = zip(waves, vectors("zcr+mfcc"), vectors("zcr"), vectors("mfcc"), strict=True)
+    for wave, both, zcr_only, mfcc_only in rows:
+        frames = 1 + len(librosa_excerpt(wave)) // 512
+        np.testing.assert_array_equal(zcr_only[:frames], both[:frames])
+        np.testing.assert_array_equal(mfcc_only[:20 * frames], both[frames:21 * frames])
 
 
 def test_spectral_stats_match_librosa_means() -> None:

@@ -266,7 +266,7 @@ def _bench_features(args: argparse.Namespace) -> None:
 def _bench_train(args: argparse.Namespace) -> None:
     from ser_ray.bench.train import bench_train
 
-    bench_train(args.epochs, args.utterances_per_speaker, cpus=args.cpus)
+    bench_train(args.epochs, args.utterances_per_speaker, cpus=args.cpus, rounds=args.rounds)
 
 
 def _bench_search(args: argparse.Namespace) -> None:
@@ -445,6 +445,8 @@ def build_parser() -> argparse.ArgumentParser:
                              help="synthetic corpus size (10 speakers; default 50)")
     bench_train.add_argument("--cpus", type=int, default=2,
                              help="threads of both paths (default 2)")
+    bench_train.add_argument("--rounds", type=int, default=3,
+                             help="alternating runs of each path (default 3)")
     bench_train.set_defaults(handler=_bench_train)
     bench_search = bench_commands.add_parser(
         "search", help="a 16-configuration grid vs TPE + ASHA under a trial budget")

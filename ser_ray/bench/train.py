@@ -5,7 +5,9 @@ checkpointed each epoch in both paths) is trained twice: by `train_folds` in thi
 by `train_folds_on_ray` with one TorchTrainer worker. The steady-state epoch time of each
 (median over epochs 2..E, from the fold records' end times) gives the per-epoch overhead
 ratio; the Ray run's time before its first epoch ended, less the plain loop's first epoch,
-is its fixed start-up toll, reported apart.
+is its fixed start-up toll, reported apart. The two paths alternate for several rounds and
+the medians run over every round: on a small shared machine one round's ratio swings by
+±15 % with whatever else runs, so a single pair of runs says little.
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ import json
 import statistics
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ser_ray.corpus import Selection
+from ser_ray.errors import UserError
 from ser_ray.folds import FoldProtocol
 from ser_ray.study.prepare import manifest_and_folds
 from ser_ray.synth import SynthConfig, write_synthetic_iemocap
@@ -57,17 +61,18 @@ def epoch_times(histories: dict[int, list[dict[str, Any]]], started: float) -> l
 
 
 def bench_train(epochs: int = 5, utterances_per_speaker: int = 50,
-                duration_s: float = 3.0, cpus: int = 2) -> dict[str, float]:
+                duration_s: float = 3.0, cpus: int = 2, rounds: int = 3) -> dict[str, Any]:
     """Both paths train with `cpus` threads: the plain loop here, Ray's one worker with
-    `cpus` CPUs."""
+    `cpus` CPUs; `rounds` times each, alternating."""
     import torch
 
     from ser_ray.ray_session import ensure_ray
-    from ser_ray.train import train_folds
-    from ser_ray.train.ray_train import train_folds_on_ray
 
     if epochs < 3:
-        raise ValueError("bench train needs at least 3 epochs (epochs 2.. are the steady state)")
+        raise UserError(f"--epochs must be at least 3 (epochs 2.. are the steady state), "
+                        f"got {epochs}")
+    if rounds < 1:
+        raise UserError(f"--rounds must be at least 1, got {rounds}")
     with tempfile.TemporaryDirectory(prefix="ser-ray-bench-train-") as temp:
         base = Path(temp)
         ensure_ray()
@@ -75,30 +80,54 @@ def bench_train(epochs: int = 5, utterances_per_speaker: int = 50,
         job = TrainJob(manifest=manifest, folds=folds, cache=cache, model=BENCH_MODEL,
                        train=paper_training("eca_cnn", {**BENCH_TRAINING, "epochs": epochs}))
         torch.set_num_threads(cpus)
-        started = time.time()
-        plain = train_folds(job, checkpoint_dir=base / "plain-checkpoint")
-        plain_epochs = epoch_times(plain.histories, started)
-        started = time.time()
-        on_ray = train_folds_on_ray(job, storage_path=base / "ray", name="bench", workers=1,
-                                    cpus_per_worker=cpus)
-        ray_total = time.time() - started
-        ray_epochs = epoch_times(on_ray.histories, started)
-    plain_epoch = statistics.median(plain_epochs[1:])
-    ray_epoch = statistics.median(ray_epochs[1:])
-    rows = next(iter(plain.histories.values()))[0]["train_rows"]
+        measured = [_one_round(job, base / f"round-{number}", cpus)
+                    for number in range(rounds)]
+    plain_epoch = statistics.median(t for round_ in measured for t in round_.plain[1:])
+    ray_epoch = statistics.median(t for round_ in measured for t in round_.ray[1:])
+    ratios = [statistics.median(round_.ray[1:]) / statistics.median(round_.plain[1:])
+              for round_ in measured]
     figures = {
-        "epochs": epochs, "folds": len(plain.histories), "train_rows_per_fold": rows,
-        "threads": cpus,
+        "epochs": epochs, "folds": measured[0].folds, "train_rows_per_fold": measured[0].rows,
+        "threads": cpus, "rounds": rounds,
         "plain_epoch_s": round(plain_epoch, 3), "ray_train_epoch_s": round(ray_epoch, 3),
         "ray_train_overhead_ratio": round(ray_epoch / plain_epoch, 3),
-        "ray_train_startup_s": round(ray_epochs[0] - plain_epochs[0], 2),
-        "ray_train_total_s": round(ray_total, 2),
-        "plain_total_s": round(sum(plain_epochs), 2),
+        "round_ratios": [round(ratio, 3) for ratio in ratios],
+        "ray_train_startup_s": round(statistics.median(
+            round_.ray[0] - round_.plain[0] for round_ in measured), 2),
+        "ray_train_total_s": round(statistics.median(r.ray_total for r in measured), 2),
+        "plain_total_s": round(statistics.median(sum(r.plain) for r in measured), 2),
     }
-    print(f"plain loop : {plain_epoch:.2f} s per epoch ({figures['folds']} folds × {rows} "
-          f"training rows), {figures['plain_total_s']:.1f} s in all")
+    print(f"plain loop : {plain_epoch:.2f} s per epoch ({figures['folds']} folds × "
+          f"{figures['train_rows_per_fold']} training rows; median of {rounds} rounds)")
     print(f"Ray Train  : {ray_epoch:.2f} s per epoch, {figures['ray_train_overhead_ratio']:.3f}× "
-          f"the plain loop; fixed start-up {figures['ray_train_startup_s']:.1f} s, "
-          f"{ray_total:.1f} s in all")
+          f"the plain loop (rounds: {', '.join(f'{r:.3f}' for r in ratios)}); fixed start-up "
+          f"{figures['ray_train_startup_s']:.1f} s")
     print(json.dumps(figures))
     return figures
+
+
+@dataclass(frozen=True)
+class _Round:
+    """Per-epoch wall seconds of each path in one round, and the Ray run's whole time."""
+
+    plain: list[float]
+    ray: list[float]
+    ray_total: float
+    folds: int
+    rows: int
+
+
+def _one_round(job: TrainJob, base: Path, cpus: int) -> _Round:
+    from ser_ray.train import train_folds
+    from ser_ray.train.ray_train import train_folds_on_ray
+
+    started = time.time()
+    plain = train_folds(job, checkpoint_dir=base / "plain-checkpoint")
+    plain_epochs = epoch_times(plain.histories, started)
+    started = time.time()
+    on_ray = train_folds_on_ray(job, storage_path=base / "ray", name="bench", workers=1,
+                                cpus_per_worker=cpus)
+    ray_total = time.time() - started
+    rows = next(iter(plain.histories.values()))[0]["train_rows"]
+    return _Round(plain_epochs, epoch_times(on_ray.histories, started), ray_total,
+                  len(plain.histories), rows)

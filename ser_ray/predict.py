@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from ser_ray import models
-from ser_ray.corpus.scan import DEFAULT_MIN_DURATION_S
+from ser_ray.corpus.scan import DEFAULT_MIN_DURATION_S, too_short_reason
 from ser_ray.errors import UserError
 from ser_ray.features.audio import BadAudio, load_waveform
 from ser_ray.features.recipes import parse_recipe
@@ -98,19 +98,14 @@ class Predictor:
         return dict(zip(self.label_names, torch.softmax(mean, dim=0).tolist()))
 
     def predict(self, path: Path) -> Prediction:
-        if not Path(path).is_file():
-            return Prediction(str(path), None, "no such file")
         try:
             waveform = load_waveform(path, self.recipe.sample_rate)
         except BadAudio as bad:
             return Prediction(str(path), None, f"{bad.reason} ({bad.reason_code})")
-        except OSError as error:
-            return Prediction(str(path), None, f"cannot read the file ({error})")
         duration_s = len(waveform) / self.recipe.sample_rate
         if duration_s < DEFAULT_MIN_DURATION_S:
-            return Prediction(str(path), None,
-                              f"too short to label ({duration_s:.3f} s < "
-                              f"{DEFAULT_MIN_DURATION_S:g} s, the scan's default minimum)")
+            return Prediction(str(path), None, "too short to label: "
+                              + too_short_reason(duration_s, DEFAULT_MIN_DURATION_S))
         return Prediction(str(path), self.probabilities(waveform))
 
     def export(self, out: Path) -> Path:
@@ -120,6 +115,8 @@ class Predictor:
         if out.suffix not in EXPORT_FORMATS:
             raise UserError(f"--out {out}: the file name says the format; use one of "
                             f"{', '.join(EXPORT_FORMATS)} ({_format_list()})")
+        if out.suffix == ".onnx":
+            _require_onnx()
         example = torch.zeros((2, *self.feature_shape))
         program = torch.export.export(
             self.scorer, (example,),
@@ -147,13 +144,16 @@ def _format_list() -> str:
     return "; ".join(f"{suffix} = {name}" for suffix, name in EXPORT_FORMATS.items())
 
 
-def _save_onnx(program: torch.export.ExportedProgram, out: Path) -> None:
-    """ONNX through torch's dynamo exporter, which needs the optional `onnx` and `onnxscript`
-    packages (the `export` extra)."""
+def _require_onnx() -> None:
+    """torch's dynamo exporter needs the optional `onnx` and `onnxscript` packages (the
+    `export` extra)."""
     for package in ("onnx", "onnxscript"):
         if importlib.util.find_spec(package) is None:
             raise UserError(f"ONNX export needs the '{package}' package: pip install "
                             f"'ser-ray[export]' (or export to .pt2)")
+
+
+def _save_onnx(program: torch.export.ExportedProgram, out: Path) -> None:
     # The exporter lists every torchvision operator it cannot register, one warning each.
     logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
     torch.onnx.export(program, opset_version=18, verbose=False).save(str(out))

@@ -41,13 +41,14 @@ def wav_writer():
 
 @pytest.fixture(scope="session")
 def ray_session():
-    """One local Ray cluster for the whole test session (2 CPUs, with the dashboard that
-    serves the State API, as `ensure_ray` starts it)."""
+    """One local Ray cluster for the whole test session: 2 CPUs and no GPUs on any machine
+    (the suite checks the CPU paths; a GPU-less cluster is what it asserts against), with the
+    dashboard that serves the State API, as `ensure_ray` starts it."""
     import ray
 
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=True, object_store_memory=512 * 1024**2,
-                 logging_level="ERROR")
+        ray.init(num_cpus=2, num_gpus=0, include_dashboard=True,
+                 object_store_memory=512 * 1024**2, logging_level="ERROR")
     ray.data.DataContext.get_current().enable_progress_bars = False
     yield ray
     ray.shutdown()

@@ -95,12 +95,12 @@ def _synthetic_manifest(root: Path, utterances: int) -> Path:
 def _librosa_loop(manifest_path: Path, recipe: LogMelRecipe) -> None:
     """Decode each file and compute every version with librosa, one after another."""
     from ser_ray.features.audio import load_waveform
-    from ser_ray.features.logmel import center_pad_or_crop, librosa_log_mel
+    from ser_ray.features.logmel import librosa_log_mel
 
     for path in read_manifest(manifest_path)["path"]:
-        fixed = center_pad_or_crop(load_waveform(path, recipe.sample_rate), recipe.n_samples)
+        waveform = load_waveform(path, recipe.sample_rate)
         for version in recipe.versions:
-            librosa_log_mel(fixed, recipe, version)
+            librosa_log_mel(waveform, recipe, version)
 
 
 def _max_difference_to_librosa(manifest_path: Path, recipe: LogMelRecipe,
@@ -109,14 +109,13 @@ def _max_difference_to_librosa(manifest_path: Path, recipe: LogMelRecipe,
     from ser_ray.features import load_features
     from ser_ray.features.audio import load_waveform
     from ser_ray.features.leakage import ORIGINAL
-    from ser_ray.features.logmel import center_pad_or_crop, librosa_log_mel
+    from ser_ray.features.logmel import librosa_log_mel
 
     first = read_manifest(manifest_path).iloc[0]
     cached = load_features(cache_path, augmentations=[ORIGINAL],
                            source_utterance_ids=[first["utterance_id"]])
-    fixed = center_pad_or_crop(load_waveform(first["path"], recipe.sample_rate),
-                               recipe.n_samples)
-    return max(float(np.abs(librosa_log_mel(fixed, recipe, version) - features).max())
+    waveform = load_waveform(first["path"], recipe.sample_rate)
+    return max(float(np.abs(librosa_log_mel(waveform, recipe, version) - features).max())
                for version, features in zip(cached.stft_versions, cached.features))
 
 

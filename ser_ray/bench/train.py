@@ -66,8 +66,6 @@ def bench_train(epochs: int = 5, utterances_per_speaker: int = 50,
     `cpus` CPUs; `rounds` times each, alternating."""
     import torch
 
-    from ser_ray.ray_session import ensure_ray
-
     if epochs < 3:
         raise UserError(f"--epochs must be at least 3 (epochs 2.. are the steady state), "
                         f"got {epochs}")
@@ -75,7 +73,7 @@ def bench_train(epochs: int = 5, utterances_per_speaker: int = 50,
         raise UserError(f"--rounds must be at least 1, got {rounds}")
     with tempfile.TemporaryDirectory(prefix="ser-ray-bench-train-") as temp:
         base = Path(temp)
-        ensure_ray()
+        # The feature stage starts Ray, so both paths train beside the same idle cluster.
         manifest, folds, cache = prepare_corpus(base, utterances_per_speaker, duration_s)
         job = TrainJob(manifest=manifest, folds=folds, cache=cache, model=BENCH_MODEL,
                        train=paper_training("eca_cnn", {**BENCH_TRAINING, "epochs": epochs}))

@@ -13,8 +13,8 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from ser_ray.corpus.reader import CorpusReader, register_reader, unreadable_reason
-from ser_ray.errors import UserError
+from ser_ray.corpus.reader import CorpusReader, register_reader
+from ser_ray.errors import UserError, unreadable_reason
 
 DEMOGRAPHICS_FILE = "VideoDemographics.csv"
 DEMOGRAPHICS_COLUMNS = ("ActorID", "Sex")

@@ -12,13 +12,8 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from ser_ray.corpus.reader import (
-    CorpusReader,
-    NameFields,
-    SkipFile,
-    register_reader,
-    unreadable_reason,
-)
+from ser_ray.corpus.reader import CorpusReader, NameFields, SkipFile, register_reader
+from ser_ray.errors import unreadable_reason
 
 BLOCK_HEAD = re.compile(
     r"^\[(\d+\.\d+) - (\d+\.\d+)\]\t(?P<utterance>\S+)\t(?P<label>\w{3})\t"

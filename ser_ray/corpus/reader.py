@@ -6,7 +6,6 @@ probing audio headers and recording skipped files is shared by all corpora in `s
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -35,17 +34,6 @@ class SkipFile(Exception):
         super().__init__(reason)
         self.reason_code = reason_code
         self.reason = reason
-
-
-def unreadable_reason(path: Path, error: OSError) -> str:
-    """Why a file could not be read, in words a person acts on."""
-    if isinstance(error, FileNotFoundError) and path.is_symlink():
-        cause = f"broken link (its target {os.readlink(path)} does not exist)"
-    elif isinstance(error, PermissionError):
-        cause = "permission denied"
-    else:
-        cause = (error.strerror or str(error)).lower()
-    return f"cannot read the file: {cause}"
 
 
 class CorpusReader:

@@ -12,8 +12,8 @@ import soundfile
 from tqdm import tqdm
 
 from ser_ray.corpus.manifest import MANIFEST_COLUMNS, Skipped, write_manifest
-from ser_ray.corpus.reader import CorpusReader, SkipFile, get_reader, unreadable_reason
-from ser_ray.errors import UserError
+from ser_ray.corpus.reader import CorpusReader, SkipFile, get_reader
+from ser_ray.errors import UserError, unreadable_reason
 
 AUDIO_SUFFIX = ".wav"
 DEFAULT_MIN_DURATION_S = 0.1
@@ -71,10 +71,12 @@ def probe_header(path: Path, min_duration_s: float) -> AudioHeader:
         raise SkipFile("empty", "WAV header declares no audio samples")
     duration_s = info.frames / info.samplerate
     if duration_s < min_duration_s:
-        raise SkipFile(
-            "too_short", f"too short ({duration_s:.3f} s < minimum {min_duration_s:g} s)"
-        )
+        raise SkipFile("too_short", too_short_reason(duration_s, min_duration_s))
     return AudioHeader(duration_s, int(info.samplerate), int(info.channels))
+
+
+def too_short_reason(duration_s: float, min_duration_s: float) -> str:
+    return f"too short ({duration_s:.3f} s < minimum {min_duration_s:g} s)"
 
 
 def scan_corpus(

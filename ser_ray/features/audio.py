@@ -14,6 +14,8 @@ import numpy as np
 import soundfile
 import soxr
 
+from ser_ray.errors import unreadable_reason
+
 
 class BadAudio(Exception):
     def __init__(self, reason_code: str, reason: str) -> None:
@@ -24,6 +26,12 @@ class BadAudio(Exception):
 
 def load_waveform(path: str | Path, sample_rate: int) -> np.ndarray:
     """(samples,) float32 mono at `sample_rate`, or BadAudio naming what is wrong."""
+    try:
+        # libsndfile reports a missing or unreadable file as undecodable audio; opening it
+        # first says what is really wrong.
+        Path(path).open("rb").close()
+    except OSError as error:
+        raise BadAudio("unreadable", unreadable_reason(Path(path), error)) from error
     try:
         samples, native_rate = soundfile.read(str(path), dtype="float32", always_2d=True)
     except (RuntimeError, soundfile.LibsndfileError) as error:

@@ -96,7 +96,6 @@ def _setup(experiment: Experiment) -> str:
     study = experiment.study
     corpus = study.get("corpus") or {}
     done = tables.completeness(experiment)
-    rule = tables.selection_rule(experiment)
     rows = [
         ("design", _design_line(experiment)),
         ("objective", f"{_metric_label(experiment.objective)} "
@@ -110,8 +109,8 @@ def _setup(experiment: Experiment) -> str:
         ("class counts", ", ".join(f"{row.label} {row.utterances}"
                                    for row in tables.class_counts(experiment).itertuples())),
         ("protocol", _protocol_line(study.get("protocol") or {})),
-        ("epoch selection", "; ".join(SELECTION_RULES.get(part, part)
-                                      for part in rule.split(" + "))),
+        ("epoch selection", "; ".join(SELECTION_RULES.get(rule, rule)
+                                      for rule in tables.selection_rules(experiment))),
         ("folds × seeds", f"folds {_listing(study.get('folds'))} × seeds "
                           f"{_listing(study.get('seeds'))}; {study.get('epochs', '?')} epochs"),
         ("model", f"`{(study.get('model') or {}).get('name')}` "

@@ -569,15 +569,20 @@ def feature_caches(experiment: Experiment) -> pd.DataFrame:
 
 
 def selection_rule(experiment: Experiment) -> str:
-    """The epoch-selection rule: every rule the ledger rows record when they differ (a study
-    that varies it), else as study.json declares it, else as the rows record it."""
+    """The epoch-selection rule(s) as one label, e.g. "best-test + last"."""
+    return " + ".join(selection_rules(experiment))
+
+
+def selection_rules(experiment: Experiment) -> list[str]:
+    """Every rule the ledger rows record when they differ (a study that varies it), else as
+    study.json declares it, else as the rows record it."""
     recorded = sorted({str(row["selection"]) for row in experiment.rows if row.get("selection")})
     declared = experiment.study.get("selection_rule")
     if declared and len(recorded) <= 1:
-        return str(declared)
+        return [str(declared)]
     if recorded:
-        return " + ".join(recorded)
-    return str((experiment.study.get("training") or {}).get("selection", "not recorded"))
+        return recorded
+    return [str((experiment.study.get("training") or {}).get("selection", "not recorded"))]
 
 
 # ---- helpers -------------------------------------------------------------------------------

@@ -169,7 +169,8 @@ def check_study(study: StudyConfig) -> list[Variant]:
             seen[identity] = variant.name
         if study.reproduces is not None:
             _check_paper_rows(study, [variant.name for variant in variants])
-        _check_one_selection_rule(study, rules)
+        _check_one_selection_rule(rules, {key for variant in variants
+                                          for key in variant.changes})
         return variants
     assert study.search is not None
     parameters = study.search.parameters
@@ -179,15 +180,15 @@ def check_study(study: StudyConfig) -> list[Variant]:
         for value in _probe_values(parameter):
             where = f"search parameter {name!r} = {value!r}"
             rules[where] = _resolve_named(study, {**context, name: value}, where).train.selection
-    _check_one_selection_rule(study, rules)
+    _check_one_selection_rule(rules, set(parameters))
     return []
 
 
-def _check_one_selection_rule(study: StudyConfig, rules: dict[str, str]) -> None:
+def _check_one_selection_rule(rules: dict[str, str], varied_keys: set[str]) -> None:
     """Configurations of a study pick their epoch by one rule unless the study varies
     `train.selection` itself: a model family whose paper recipe selects on the test set
     (ctmam) must not be ranked against last-epoch scores unasked."""
-    if len(set(rules.values())) <= 1 or SELECTION_KEY in _varied_keys(study):
+    if len(set(rules.values())) <= 1 or "train.selection" in varied_keys:
         return
     by_rule: dict[str, list[str]] = {}
     for where, rule in rules.items():
@@ -196,17 +197,6 @@ def _check_one_selection_rule(study: StudyConfig, rules: dict[str, str]) -> None
                        for rule, sites in by_rule.items())
     raise UserError(f"the study's configurations select epochs by different rules ({listed}); "
                     f"set train.selection to one of {', '.join(SELECTION_RULES)} for all")
-
-
-SELECTION_KEY = "train.selection"
-
-
-def _varied_keys(study: StudyConfig) -> set[str]:
-    """The dotted keys the study's variants or searched parameters set."""
-    if study.ablation is not None:
-        return {key for variant in ablation_variants(study.ablation) for key in variant.changes}
-    assert study.search is not None
-    return set(study.search.parameters)
 
 
 def _check_paper_rows(study: StudyConfig, variant_names: list[str]) -> None:

@@ -121,7 +121,6 @@ def _run(study: StudyConfig, experiment_dir: Path, variants: list[Variant],
     description = {**prepared.description, "trial_storage": storage,
                    **_design_description(study, prepared, variants)}
     _write_description(experiment_dir, description)
-    ensure_ray()
     context = TrialContext(
         study_json=study.model_dump_json(), manifest=str(prepared.manifest),
         folds=str(prepared.folds), caches={k: str(v) for k, v in prepared.caches.items()},
@@ -129,14 +128,14 @@ def _run(study: StudyConfig, experiment_dir: Path, variants: list[Variant],
         storage=storage, data_identity=prepared.data_identity)
     ledger = LedgerWriter(study, prepared, context, description["planned_units"])
     if study.ablation is not None:
-        units = _missing_ablation_units(study, prepared, variants)
+        units = _missing_ablation_units(study, prepared, variants, ledger.recorded_units)
         print(f"{len(units)} trials to run ({ledger.recorded} of {ledger.planned} units "
               f"already in the ledger)", flush=True)
         if units:
             _fit(study, experiment_dir, context, ledger, param_space={
                 UNIT_KEY: tune.grid_search(units)}, num_samples=1)
     else:
-        remaining = _remaining_trials(study, experiment_dir)
+        remaining = _remaining_trials(study, ledger.trials_done)
         print(f"{remaining} trials to run ({ledger.trials_done} already in the ledger)",
               flush=True)
         if remaining:
@@ -220,8 +219,8 @@ def _write_description(experiment_dir: Path, description: dict[str, Any]) -> Non
 
 
 def _missing_ablation_units(study: StudyConfig, prepared: PreparedStudy,
-                            variants: list[Variant]) -> list[dict[str, Any]]:
-    done = recorded_units(read_ledger(prepared.experiment_dir))
+                            variants: list[Variant], done: set[tuple[str, int, int]]
+                            ) -> list[dict[str, Any]]:
     units = []
     for variant in variants:
         digest = config_hash(resolve(study, variant.changes), prepared.data_identity)
@@ -233,10 +232,10 @@ def _missing_ablation_units(study: StudyConfig, prepared: PreparedStudy,
     return units
 
 
-def _remaining_trials(study: StudyConfig, experiment_dir: Path) -> int:
+def _remaining_trials(study: StudyConfig, trials_done: int) -> int:
     assert study.search is not None
     planned = study.budget.trials or study.search.grid_size()
-    return max(planned - len(trials_run(experiment_dir)), 0)
+    return max(planned - trials_done, 0)
 
 
 def _optuna_search(study: StudyConfig, experiment_dir: Path) -> OptunaSearch:
@@ -312,6 +311,7 @@ def _fit(study: StudyConfig, experiment_dir: Path, context: TrialContext,
                   f"used {clock.used_before:.0f} s; raise it to run the remaining trials",
                   flush=True)
             return
+    ensure_ray()  # here, not earlier: a study with nothing left to run needs no cluster
     resources = study.resources
     cluster = ray.cluster_resources()
     concurrency = resources.concurrent_trials(cluster.get("CPU", 0), cluster.get("GPU", 0))

@@ -19,7 +19,7 @@ import torch
 from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
 
-from ser_ray.study.design import config_hash, resolve
+from ser_ray.study.design import Configuration, config_hash, resolve
 from ser_ray.study.ledger import read_ledger, unit_rows
 from ser_ray.study.schema import StudyConfig
 from ser_ray.study.storage import TRAIN_DIR, storage_child
@@ -83,8 +83,8 @@ def encode_choice(value: Any) -> Any:
     return JSON_PREFIX + json.dumps(value, sort_keys=True)
 
 
-def build_job(context: TrialContext, unit: TrialUnit) -> TrainJob:
-    configuration = resolve(context.study, unit.changes, seed=unit.seed)
+def build_job(context: TrialContext, unit: TrialUnit,
+              configuration: Configuration) -> TrainJob:
     return TrainJob(manifest=Path(context.manifest), folds=Path(context.folds),
                     cache=Path(context.caches[configuration.feature_set]),
                     model=ModelChoice(name=configuration.model,
@@ -92,11 +92,11 @@ def build_job(context: TrialContext, unit: TrialUnit) -> TrainJob:
                     train=configuration.train, fold_indices=unit.folds)
 
 
-def _replay_recorded(context: TrialContext, unit: TrialUnit) -> bool:
+def _replay_recorded(context: TrialContext, unit: TrialUnit,
+                     configuration: Configuration) -> bool:
     """A configuration the sampler proposes again (TPE repeats itself on small categorical
     spaces) is not trained again: its recorded epochs are reported as they were, so the
     search and the scheduler see its value, and the driver records no unit for it."""
-    configuration = resolve(context.study, unit.changes, seed=unit.seed)
     digest = config_hash(configuration, context.data_identity)
     ledger = unit_rows(read_ledger(Path(context.experiment_dir)))
     recorded = {int(row["fold"]): row for row in ledger
@@ -132,9 +132,10 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
 def _train(config: dict[str, Any], context: TrialContext) -> None:
     quiet_report_logs()
     unit = trial_unit(config, context.fold_indices)
-    if context.study.search is not None and _replay_recorded(context, unit):
+    configuration = resolve(context.study, unit.changes, seed=unit.seed)
+    if context.study.search is not None and _replay_recorded(context, unit, configuration):
         return
-    job = build_job(context, unit)
+    job = build_job(context, unit, configuration)
     resources = context.study.resources
     if resources.workers > 1:
         train_folds_on_ray(

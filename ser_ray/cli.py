@@ -260,7 +260,7 @@ def _bench_models(args: argparse.Namespace) -> None:
 def _bench_features(args: argparse.Namespace) -> None:
     from ser_ray.bench.features import bench_features
 
-    bench_features(args.utterances, parse_versions(args.versions))
+    bench_features(args.utterances, parse_versions(args.versions), args.rounds)
 
 
 def _bench_train(args: argparse.Namespace) -> None:
@@ -437,6 +437,9 @@ def build_parser() -> argparse.ArgumentParser:
                                 help="synthetic utterances (default 300)")
     bench_features.add_argument("--versions", default="1-8",
                                 help="logmel STFT versions, e.g. 1-8 or 2,4 (default 1-8)")
+    bench_features.add_argument("--rounds", type=int, default=3,
+                                help="alternating librosa / Ray rounds, median reported "
+                                     "(default 3)")
     bench_features.set_defaults(handler=_bench_features)
     bench_train = bench_commands.add_parser(
         "train", help="per-epoch time: plain k-fold loop vs Ray Train (1 worker)")

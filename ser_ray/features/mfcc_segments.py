@@ -81,7 +81,7 @@ def librosa_mel_power(power: torch.Tensor, *, sample_rate: int, n_fft: int,
     """
     mel = mel_filterbank(sample_rate, n_fft, n_mels, 0.0, sample_rate / 2, False, True,
                          str(power.device))
-    return torch.matmul(power, mel)
+    return mel(power)
 
 
 def mfcc_from_mel_power(mel_power: torch.Tensor, *, n_mfcc: int, amin: float,

@@ -440,3 +440,22 @@ def test_cli_rejects_a_bad_augmentation_or_version_list(
     assert status == 2
     assert message in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+
+
+def test_bench_features_figures_agree_with_each_other(capsys) -> None:
+    """`ser-ray bench features` on a tiny corpus: each round's runs are recorded, rates are
+    work over median time, the ratio is the median of the rounds' ratios, and the cached
+    log-Mels equal librosa's (the speed itself is for the benchmark to show, not a test)."""
+    assert main(["bench", "features", "--utterances", "4", "--versions", "2",
+                 "--rounds", "2"]) == 0
+    figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert figures["max_abs_diff_vs_librosa"] <= 1e-3  # test_recipes.py's LOGMEL_ATOL
+    assert len(figures["librosa_rounds_s"]) == len(figures["ray_rounds_s"]) == 2
+    assert figures["ray_s"] == pytest.approx(np.median(figures["ray_rounds_s"]), abs=1e-3)
+    assert figures["ray_per_s"] == pytest.approx(4 / figures["ray_s"], rel=0.01, abs=0.05)
+    ratios = [loop / ray for loop, ray in zip(figures["librosa_rounds_s"],
+                                              figures["ray_rounds_s"])]
+    assert figures["round_ratios"] == pytest.approx(ratios, rel=0.02, abs=0.01)  # 2 decimals
+    assert figures["ratio_vs_librosa"] == pytest.approx(np.median(ratios), rel=0.02, abs=0.01)
+    for key in ("break_even_utterances_running_cluster", "break_even_utterances_from_nothing"):
+        assert figures[key] is None or figures[key] >= 1

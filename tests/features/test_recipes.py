@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from ser_ray.errors import UserError
-from ser_ray.features.logmel import center_pad_or_crop, librosa_log_mel
+from ser_ray.features.logmel import center_pad_or_crop, librosa_log_mel, mel_filterbank
 from ser_ray.features.mfcc_segments import tile_to_length
 from ser_ray.features.recipes import (
     FeatureItem,
@@ -322,3 +322,16 @@ def test_silence_stays_finite(name: str) -> None:
                for item in items)
     if name == "logmel":
         assert np.all(items[0].features == np.float32(np.log(1e-6)))
+
+
+@pytest.mark.parametrize(("n_fft", "n_mels", "htk"),
+                         [(240, 64, True), (800, 64, False), (2048, 128, False), (64, 3, False)])
+def test_banded_mel_projection_equals_the_dense_matrix(n_fft: int, n_mels: int,
+                                                        htk: bool) -> None:
+    """Runs of bands multiply only the bins they cover: the same sums as the whole matrix,
+    also where short FFTs leave bands empty (HTK at 240) and with fewer bands than runs."""
+    matrix = librosa.filters.mel(sr=16000, n_fft=n_fft, n_mels=n_mels, htk=htk, norm="slaney")
+    power = torch.rand(2, 7, n_fft // 2 + 1, generator=torch.Generator().manual_seed(0))
+    banded = mel_filterbank(16000, n_fft, n_mels, 0.0, 8000.0, htk, True, "cpu")(power)
+    dense = power @ torch.from_numpy(matrix.T.astype(np.float32))
+    torch.testing.assert_close(banded, dense, rtol=1e-5, atol=1e-6)

@@ -12,12 +12,12 @@ class UserError(Exception):
     exit_code = 2
 
 
-def unreadable_reason(path: Path, error: OSError) -> str:
-    """Why a file could not be read, in words a person acts on."""
+def unreadable_reason(path: Path, error: OSError, kind: str = "file") -> str:
+    """Why a file (or directory: `kind`) could not be read, in words a person acts on."""
     if isinstance(error, FileNotFoundError) and path.is_symlink():
         cause = f"broken link (its target {os.readlink(path)} does not exist)"
     elif isinstance(error, PermissionError):
         cause = "permission denied"
     else:
         cause = (error.strerror or str(error)).lower()
-    return f"cannot read the file: {cause}"
+    return f"cannot read the {kind}: {cause}"

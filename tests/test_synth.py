@@ -19,7 +19,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from ser_ray.corpus.iemocap import IemocapReader
-from ser_ray.corpus.scan import walk_files
+from ser_ray.corpus.scan import walk_tree
 from ser_ray.errors import UserError
 from ser_ray.synth import (
     DEFAULT_STRENGTH,
@@ -48,7 +48,7 @@ def small_tree(tmp_path_factory: pytest.TempPathFactory) -> SynthSummary:
 
 
 def tree_bytes(root: Path) -> dict[str, bytes]:
-    return {str(path.relative_to(root)): path.read_bytes() for path in walk_files(root)}
+    return {str(path.relative_to(root)): path.read_bytes() for path in walk_tree(root).files}
 
 
 def test_same_seed_gives_identical_files_and_another_seed_other_audio(tmp_path: Path) -> None:
@@ -113,7 +113,7 @@ def test_every_session_holds_every_four_class_label(small_tree: SynthSummary) ->
 
 def test_iemocap_reader_reads_the_consensus_not_the_decoy(small_tree: SynthSummary) -> None:
     root = small_tree.out_dir
-    reader = IemocapReader(root, list(walk_files(root)))
+    reader = IemocapReader(root, walk_tree(root).files)
     for record in small_tree.records:
         fields = reader.fields(record.path)
         assert (fields.raw_label, fields.gender) == (record.raw_label, record.gender)

@@ -11,7 +11,7 @@ import numpy as np
 import soundfile
 
 from ser_ray.bench import seconds
-from ser_ray.corpus.scan import scan_corpus, walk_files
+from ser_ray.corpus.scan import scan_corpus, walk_tree
 from ser_ray.errors import UserError
 
 ESD_SPEAKERS = tuple(f"{n:04d}" for n in range(1, 21))
@@ -40,7 +40,7 @@ def bench_scan(files: int) -> dict[str, float]:
         corpus_root = root / "esd"
         scan_s = seconds(lambda: scan_corpus("esd", corpus_root))
         decode_s = seconds(
-            lambda: [soundfile.read(str(path)) for path in walk_files(corpus_root)]
+            lambda: [soundfile.read(str(path)) for path in walk_tree(corpus_root).files]
         )
     figures = {
         "files": files,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,13 +44,41 @@ class ScanResult:
         }
 
 
-def walk_files(root: Path) -> Iterator[Path]:
-    """Every file under root except hidden ones (`._*` AppleDouble, `.DS_Store`, `.git/`)."""
-    for directory, subdirs, names in os.walk(root):
+@dataclass(frozen=True)
+class CorpusTree:
+    """The files under a corpus root, and the directories that could not be listed."""
+
+    files: list[Path]
+    unlisted: list[Skipped]
+
+
+def walk_tree(root: Path) -> CorpusTree:
+    """Every file under root except hidden ones (`._*` AppleDouble, `.DS_Store`, `.git/`).
+
+    Links to directories are followed, since corpora are often assembled from links into
+    other disks, and each directory is walked once: a link back to an ancestor would loop
+    and a second link to one folder would list its files twice. A directory that cannot be
+    listed is kept as `unreadable` with its reason, because every file under it is missing.
+    """
+    files: list[Path] = []
+    unlisted: list[Skipped] = []
+    walked: set[tuple[int, int]] = set()
+
+    def record_unlisted(error: OSError) -> None:
+        directory = Path(error.filename)
+        reason = unreadable_reason(directory, error, "directory")
+        unlisted.append(Skipped(str(directory), "unreadable",
+                                f"{reason}; no file under it was scanned"))
+
+    for directory, subdirs, names in os.walk(root, onerror=record_unlisted, followlinks=True):
+        status = os.stat(directory)
+        if (status.st_dev, status.st_ino) in walked:
+            subdirs[:] = []
+            continue
+        walked.add((status.st_dev, status.st_ino))
         subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
-        for name in sorted(names):
-            if not name.startswith("."):
-                yield Path(directory, name)
+        files += [Path(directory, name) for name in sorted(names) if not name.startswith(".")]
+    return CorpusTree(files, unlisted)
 
 
 def probe_header(path: Path, min_duration_s: float) -> AudioHeader:
@@ -89,11 +116,12 @@ def scan_corpus(
     reader_class = get_reader(corpus)
     if not root.is_dir():
         raise UserError(f"corpus root {root} is not a directory")
-    files = list(walk_files(root))
+    tree = walk_tree(root)
+    files = tree.files
     reader = reader_class(root, files)
     audio_files = [path for path in files if path.suffix.lower() == AUDIO_SUFFIX]
     rows: list[dict[str, object]] = []
-    skipped: list[Skipped] = []
+    skipped = list(tree.unlisted)
     first_path_of: dict[str, Path] = {}
     for path in tqdm(audio_files, desc=f"scan {corpus}", unit="file", disable=not progress):
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -98,6 +99,44 @@ def test_skipped_files_are_written_beside_the_manifest(tmp_path: Path) -> None:
         {"path": str(root / "08a01Wa.wav"), "reason_code": "unreadable",
          "reason": f"cannot read the file: broken link (its target {root / 'gone' / '08a01Wa.wav'}"
                    " does not exist)"}]
+
+
+def _deeper_than_paths_may_be(top: Path, levels: int = 25) -> Path:
+    """Nested folders whose full path is longer than Linux's PATH_MAX (4096 bytes). Each is
+    made relative to the one above, which the OS allows, but the deepest ones cannot be
+    listed by their full path. Returns the first of them."""
+    name = "d" * 200
+    top.mkdir(parents=True)
+    folder = os.open(top, os.O_RDONLY)
+    for _ in range(levels):
+        os.mkdir(name, dir_fd=folder)
+        inner = os.open(name, os.O_RDONLY, dir_fd=folder)
+        os.close(folder)
+        folder = inner
+    os.close(folder)
+    return top / name
+
+
+def test_linked_folders_are_scanned_once_and_unlistable_folders_reported(
+        tmp_path: Path) -> None:
+    root = tmp_path / "emodb"
+    write_wav(root / "03a01Fa.wav")
+    other_disk = tmp_path / "other-disk" / "speaker08"
+    write_wav(other_disk / "08a01Wa.wav")
+    (root / "speaker08").symlink_to(other_disk, target_is_directory=True)
+    (root / "speaker08-again").symlink_to(other_disk, target_is_directory=True)
+    (root / "up").symlink_to(root, target_is_directory=True)
+    _deeper_than_paths_may_be(root / "deep")
+
+    result = scan_corpus("emodb", root)
+
+    assert sorted(result.manifest["utterance_id"]) == ["03a01Fa", "08a01Wa"]
+    assert result.manifest["path"].str.startswith(str(root / "speaker08")).sum() == 1
+    [unlisted] = result.skipped
+    assert unlisted.reason_code == "unreadable"
+    assert unlisted.path.startswith(str(root / "deep")) and len(unlisted.path) > 4096
+    assert unlisted.reason == ("cannot read the directory: file name too long; no file under "
+                               "it was scanned")
 
 
 def write_iemocap_dialog(root: Path, session: int, dialog: str,

@@ -59,8 +59,9 @@ def _tree_rss(process: psutil.Process) -> int:
 
 
 def _run_phase(action: Callable[[], object]) -> _Phase:
-    """Runs `action` once, timed. The disk's dirty pages are flushed first, so that one
-    phase's writing (a request writes ~100 MB of Parquet) is not charged to the next."""
+    """Runs `action` once, timed. The disk's dirty pages are flushed first, outside the time,
+    so that one phase's writing (a request writes ~100 MB of Parquet) is not charged to the
+    next; a request's time thus covers its writes to the page cache, not to the disk."""
     import psutil
 
     os.sync()
@@ -134,8 +135,9 @@ def _max_difference_to_librosa(manifest_path: Path, recipe: LogMelRecipe,
 
 def break_even_utterances(fixed_s: float, per_utterance_s: float,
                           baseline_fixed_s: float, baseline_per_utterance_s: float) -> int | None:
-    """Fewest utterances at which a path (one-time cost + cost per utterance) finishes no
-    later than the baseline; None when it is no faster per utterance and never catches up.
+    """Corpus size from which on a path (one-time cost + cost per utterance) finishes no
+    later than the baseline, for that size and every larger one; None when it is no faster
+    per utterance, so that the baseline is ahead on large corpora whatever the one-time costs.
 
     >>> break_even_utterances(5.0, 0.005, 0.5, 0.012)
     643
@@ -155,16 +157,19 @@ def bench_features(utterances: int = 300, versions: Sequence[int] | None = None,
     """Ray Data log-Mels into the Parquet cache vs a single-process librosa loop, and a hit.
 
     Each path has a one-time cost and a rate. The loop's one-time cost is librosa's first
-    Mel matrix (scipy.signal and numba load then); Ray's is `ray.init` plus the first
-    request's worker start (torch, Ray Data and the feature code imported in each worker).
-    The throughput ratio compares the rates: the loop after its first matrix against
-    requests on started workers. The two alternate for `rounds` rounds and the median of the
-    rounds' ratios is reported: on a small shared machine the speed drifts by up to ±30 %
-    over tens of seconds, which a loop-first-then-Ray order would hand to one side. The idle
-    cluster beside the single-threaded loop takes 5–7 % of the other core. The first
-    request, the whole run from nothing, and the corpus size at which Ray's one-time cost is
-    paid back are reported beside the ratio. `versions=None` takes the recipe's default, all
-    eight.
+    Mel matrix (scipy.signal and numba load then); Ray's is `ray.init` plus what the first
+    request takes beyond a later one (torch, Ray Data and the feature code imported in each
+    worker, Ray Data's first run in the driver). The throughput ratio compares the rates: the
+    loop after its first matrix against requests on started workers. The two run in turn for
+    `rounds` rounds, the loop first in even rounds and second in odd ones, and the median of
+    the rounds' ratios is reported: on a small shared machine the speed drifts by up to
+    ±30 % over tens of seconds, which a fixed order would hand to one side. The rates and the
+    other figures come from each path's median time. The idle cluster beside the
+    single-threaded loop takes 5–7 % of the other core. The first request, the whole run from
+    nothing, and the corpus size from which Ray is ahead are reported beside the ratio; that
+    size is linear in the rates and counts a request's own fixed overhead (planning, task
+    start) as cost per utterance, so it leans high. `versions=None` takes the recipe's
+    default, all eight.
     """
     from ser_ray.features import parse_recipe
     from ser_ray.features.pipeline import build_features
@@ -192,11 +197,15 @@ def bench_features(utterances: int = 300, versions: Sequence[int] | None = None,
         hit = _run_phase(request(root / "cache"))
         feature_cache, _ = build_features(manifest_path, recipe, root / "cache")
         difference = _max_difference_to_librosa(manifest_path, recipe, feature_cache.path)
-        loops, started = [], []
+        loops: list[_Phase] = []
+        started: list[_Phase] = []
         for number in range(rounds):
-            loops.append(_run_phase(lambda: _librosa_loop(manifest_path, recipe)))
-            started.append(_run_phase(request(root / f"round-{number}")))
-            shutil.rmtree(root / f"round-{number}")  # 100 MB a round; the disk stays calm
+            cache_root = root / f"round-{number}"
+            phases = [(loops, lambda: _librosa_loop(manifest_path, recipe)),
+                      (started, request(cache_root))]
+            for measured, action in phases if number % 2 == 0 else phases[::-1]:
+                measured.append(_run_phase(action))
+            shutil.rmtree(cache_root)  # 100 MB a round; the disk stays calm
     figures = _feature_figures(utterances, recipe.versions, librosa_first, loops, ray_start,
                                first, started, hit)
     figures["max_abs_diff_vs_librosa"] = float(f"{difference:.2g}")
@@ -218,7 +227,7 @@ def _feature_figures(utterances: int, versions: Sequence[int], librosa_first: _P
     loop_s = statistics.median(phase.seconds for phase in loops)
     started_s = statistics.median(phase.seconds for phase in started)
     ratios = [loop.seconds / request.seconds for loop, request in zip(loops, started)]
-    worker_start_s = max(0.0, first.seconds - started_s)
+    first_overhead_s = max(0.0, first.seconds - started_s)
 
     def break_even(ray_fixed_s: float) -> int | None:
         return break_even_utterances(ray_fixed_s, started_s / utterances,
@@ -232,7 +241,7 @@ def _feature_figures(utterances: int, versions: Sequence[int], librosa_first: _P
         "librosa_s": round(loop_s, 3),
         "ray_start_s": round(ray_start.seconds, 3),
         "ray_first_request_s": round(first.seconds, 3),
-        "ray_worker_start_s": round(worker_start_s, 3),
+        "ray_first_request_overhead_s": round(first_overhead_s, 3),
         "ray_s": round(started_s, 3),
         "cache_hit_s": round(hit.seconds, 4),
         "librosa_per_s": round(work / loop_s, 1),
@@ -245,8 +254,8 @@ def _feature_figures(utterances: int, versions: Sequence[int], librosa_first: _P
         "ratio_vs_librosa_first_request": round(loop_s / first.seconds, 2),
         "ratio_vs_librosa_from_nothing": round(
             (librosa_first.seconds + loop_s) / (ray_start.seconds + first.seconds), 2),
-        "break_even_utterances_running_cluster": break_even(worker_start_s),
-        "break_even_utterances_from_nothing": break_even(ray_start.seconds + worker_start_s),
+        "break_even_utterances_running_cluster": break_even(first_overhead_s),
+        "break_even_utterances_from_nothing": break_even(ray_start.seconds + first_overhead_s),
         "cache_speedup": round(first.seconds / hit.seconds, 1),
         "librosa_driver_rss_mib": max(phase.driver_rss_mib for phase in loops),
         "ray_driver_rss_mib": max(phase.driver_rss_mib for phase in (first, *started)),
@@ -264,8 +273,8 @@ def _print_feature_figures(figures: dict[str, Any]) -> None:
         ("Ray start: ray.init (once)", figures["ray_start_s"], None, ""),
         ("Ray Data: first request", figures["ray_first_request_s"],
          figures["ray_first_request_per_s"],
-         f"{figures['ratio_vs_librosa_first_request']:.2f}x librosa; its workers start "
-         f"(≈{figures['ray_worker_start_s']:.1f} s)"),
+         f"{figures['ratio_vs_librosa_first_request']:.2f}x librosa; ≈"
+         f"{figures['ray_first_request_overhead_s']:.1f} s more than later ones (worker start)"),
         (f"Ray Data: started workers ({rounds})", figures["ray_s"], figures["ray_per_s"],
          f"{_spread(figures['ray_rounds_s'])}; {figures['ratio_vs_librosa']:.2f}x librosa "
          f"(rounds {', '.join(f'{ratio:.2f}' for ratio in figures['round_ratios'])})"),
@@ -278,10 +287,10 @@ def _print_feature_figures(figures: dict[str, Any]) -> None:
     print(f"from nothing (both one-time costs counted): "
           f"{figures['ratio_vs_librosa_from_nothing']:.2f}x librosa at "
           f"{figures['utterances']} utterances")
-    print(f"Ray's one-time cost is paid back from about "
+    print(f"Ray is ahead from about "
           f"{_utterance_count(figures['break_even_utterances_running_cluster'])} on a running "
           f"cluster, {_utterance_count(figures['break_even_utterances_from_nothing'])} "
-          f"counting ray.init (linear in the rates above)")
+          f"counting ray.init (linear in the rates above; leans high)")
     print(f"peak memory while Ray ran: driver RSS {figures['ray_driver_rss_mib']:.0f} MiB, "
           f"summed RSS of the driver and all Ray processes "
           f"{figures['ray_tree_rss_mib']:.0f} MiB")

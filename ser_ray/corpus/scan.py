@@ -44,41 +44,60 @@ class ScanResult:
         }
 
 
-@dataclass(frozen=True)
+@dataclass
 class CorpusTree:
-    """The files under a corpus root, and the directories that could not be listed."""
+    """The files under a corpus root, and the folders under it that were not scanned."""
 
     files: list[Path]
     unlisted: list[Skipped]
+    """Folders not scanned: unreadable ones, and links to folders scanned already."""
+
+    def record_unlisted(self, error: OSError) -> None:
+        folder = Path(error.filename)
+        reason = unreadable_reason(folder, error, "directory")
+        self.unlisted.append(Skipped(str(folder), "unreadable",
+                                     f"{reason}; no file under it was scanned"))
 
 
 def walk_tree(root: Path) -> CorpusTree:
     """Every file under root except hidden ones (`._*` AppleDouble, `.DS_Store`, `.git/`).
 
-    Links to directories are followed, since corpora are often assembled from links into
-    other disks, and each directory is walked once: a link back to an ancestor would loop
-    and a second link to one folder would list its files twice. A directory that cannot be
+    Links to folders are followed, since corpora are often assembled from links into other
+    disks, but only after every real folder is walked, and each folder is listed once: a
+    folder reached again (a link back to an ancestor, a second link to one folder) is kept
+    as `duplicate` naming the path it was scanned under. Readers read speakers and labels
+    from folder names, so the real name must win over a link's. A folder that cannot be
     listed is kept as `unreadable` with its reason, because every file under it is missing.
     """
-    files: list[Path] = []
-    unlisted: list[Skipped] = []
-    walked: set[tuple[int, int]] = set()
-
-    def record_unlisted(error: OSError) -> None:
-        directory = Path(error.filename)
-        reason = unreadable_reason(directory, error, "directory")
-        unlisted.append(Skipped(str(directory), "unreadable",
-                                f"{reason}; no file under it was scanned"))
-
-    for directory, subdirs, names in os.walk(root, onerror=record_unlisted, followlinks=True):
-        status = os.stat(directory)
-        if (status.st_dev, status.st_ino) in walked:
-            subdirs[:] = []
-            continue
-        walked.add((status.st_dev, status.st_ino))
-        subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
-        files += [Path(directory, name) for name in sorted(names) if not name.startswith(".")]
-    return CorpusTree(files, unlisted)
+    tree = CorpusTree([], [])
+    scanned_as: dict[tuple[int, int], Path] = {}
+    links = [root]
+    while links:
+        top = links.pop(0)
+        for directory, subdirs, names in os.walk(top, onerror=tree.record_unlisted):
+            folder = Path(directory)
+            try:
+                status = folder.stat()
+            except OSError as error:  # gone or unreachable since it was listed
+                tree.record_unlisted(error)
+                subdirs[:] = []
+                continue
+            identity = (status.st_dev, status.st_ino)
+            if identity in scanned_as:
+                tree.unlisted.append(Skipped(
+                    str(folder), "duplicate",
+                    f"a link to a folder already scanned as {scanned_as[identity]}"))
+                subdirs[:] = []
+                continue
+            scanned_as[identity] = folder
+            visible = sorted(name for name in subdirs if not name.startswith("."))
+            # os.path.islink, not Path.is_symlink: a path past PATH_MAX must reach os.walk's
+            # listing, which reports it, instead of raising here.
+            linked = {name for name in visible if os.path.islink(folder / name)}
+            subdirs[:] = [name for name in visible if name not in linked]
+            links += [folder / name for name in visible if name in linked]
+            tree.files += [folder / name for name in sorted(names) if not name.startswith(".")]
+    return tree
 
 
 def probe_header(path: Path, min_duration_s: float) -> AudioHeader:

@@ -34,6 +34,8 @@ UNIT_KEY = "unit"
 REPLAY_KEY = "replay_of"
 # Non-scalar choices (e.g. ECA block lists) travel through Optuna as JSON text.
 JSON_PREFIX = "json:"
+# Marks the unraisable-exception hook that drops a stopped trial's SystemExit.
+IGNORES_EXIT = "ser_ray_ignores_exit"
 
 
 @dataclass(frozen=True)
@@ -133,16 +135,20 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
 
 def ignore_exit_while_collecting() -> None:
     """The scheduler stops a pruned trial's process with SIGTERM, and Ray's handler raises
-    SystemExit wherever the interpreter happens to be. Inside a garbage-collection callback
-    Python cannot raise it, so it printed an "Exception ignored" traceback on the study's
-    console for every pruned trial, which read like a failure. That one case is dropped;
-    every other unraisable exception is reported as before (by Python's own hook, so that
-    a reused trial process does not stack filters)."""
+    SystemExit wherever the interpreter happens to be. Where Python cannot raise it (in a
+    finalizer or a garbage-collection callback) it hands it to `sys.unraisablehook`, which
+    printed an "Exception ignored ... SystemExit: 1" traceback on the study's console for
+    pruned trials, reading like a failure. An unraisable SystemExit is dropped; every other
+    unraisable exception goes to the hook installed before. Installing twice adds nothing."""
+    previous = sys.unraisablehook
+    if getattr(previous, IGNORES_EXIT, False):
+        return
 
     def hook(unraisable: Any) -> None:
         if not isinstance(unraisable.exc_value, SystemExit):
-            sys.__unraisablehook__(unraisable)
+            previous(unraisable)
 
+    setattr(hook, IGNORES_EXIT, True)
     sys.unraisablehook = hook
 
 

@@ -117,26 +117,36 @@ def _deeper_than_paths_may_be(top: Path, levels: int = 25) -> Path:
     return top / name
 
 
-def test_linked_folders_are_scanned_once_and_unlistable_folders_reported(
-        tmp_path: Path) -> None:
+def test_linked_folders_are_scanned_once_under_the_real_name(tmp_path: Path) -> None:
+    """Real folders are walked before links (readers take speakers and labels from folder
+    names, so a link named otherwise must not claim a real folder's files); links out of the
+    tree are followed; a folder reached twice and one that cannot be listed are reported."""
     root = tmp_path / "emodb"
     write_wav(root / "03a01Fa.wav")
-    other_disk = tmp_path / "other-disk" / "speaker08"
-    write_wav(other_disk / "08a01Wa.wav")
-    (root / "speaker08").symlink_to(other_disk, target_is_directory=True)
-    (root / "speaker08-again").symlink_to(other_disk, target_is_directory=True)
+    write_wav(root / "wav" / "08a01Wa.wav")
+    (root / "aaa").symlink_to(root / "wav", target_is_directory=True)  # sorts before "wav"
     (root / "up").symlink_to(root, target_is_directory=True)
-    _deeper_than_paths_may_be(root / "deep")
+    other_disk = tmp_path / "other-disk" / "speaker10"
+    write_wav(other_disk / "10a01Wa.wav")
+    (root / "speaker10").symlink_to(other_disk, target_is_directory=True)
+    (root / "speaker10-again").symlink_to(other_disk, target_is_directory=True)
+    deep = _deeper_than_paths_may_be(root / "deep")
 
     result = scan_corpus("emodb", root)
 
-    assert sorted(result.manifest["utterance_id"]) == ["03a01Fa", "08a01Wa"]
-    assert result.manifest["path"].str.startswith(str(root / "speaker08")).sum() == 1
-    [unlisted] = result.skipped
-    assert unlisted.reason_code == "unreadable"
-    assert unlisted.path.startswith(str(root / "deep")) and len(unlisted.path) > 4096
-    assert unlisted.reason == ("cannot read the directory: file name too long; no file under "
-                               "it was scanned")
+    assert result.manifest.set_index("utterance_id")["path"].to_dict() == {
+        "03a01Fa": str(root / "03a01Fa.wav"), "08a01Wa": str(root / "wav" / "08a01Wa.wav"),
+        "10a01Wa": str(root / "speaker10" / "10a01Wa.wav")}
+    skipped = {item.path: (item.reason_code, item.reason) for item in result.skipped}
+    assert skipped.pop(str(root / "aaa")) == (
+        "duplicate", f"a link to a folder already scanned as {root / 'wav'}")
+    assert skipped.pop(str(root / "up")) == (
+        "duplicate", f"a link to a folder already scanned as {root}")
+    assert skipped.pop(str(root / "speaker10-again")) == (
+        "duplicate", f"a link to a folder already scanned as {root / 'speaker10'}")
+    [(path, (code, reason))] = skipped.items()
+    assert path.startswith(str(deep)) and len(path) > 4096 and code == "unreadable"
+    assert reason == "cannot read the directory: file name too long; no file under it was scanned"
 
 
 def write_iemocap_dialog(root: Path, session: int, dialog: str,

@@ -16,9 +16,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 import soundfile
 
+from ser_ray.bench.features import break_even_utterances
 from ser_ray.cli import main
 from ser_ray.corpus import scan_corpus, write_scan
 from ser_ray.corpus.manifest import MANIFEST_COLUMNS, read_manifest, write_manifest
@@ -133,6 +135,22 @@ def test_noisy_copies_are_the_seeded_augmentation_of_their_source(
     original = load_features(logmel_cache.path, augmentations=["none"],
                              source_utterance_ids=[utterance_id])
     assert np.abs(loaded.features - original.features).max() > 0.1
+
+
+def test_feature_values_are_stored_byte_stream_split_and_lz4(
+        logmel_cache: cache.FeatureCache) -> None:
+    """pyarrow silently ignores an encoding or codec set on a column path that does not exist,
+    so the written files themselves are checked."""
+    for part in sorted(logmel_cache.data_dir.glob("*.parquet")):
+        metadata = pq.ParquetFile(part).metadata
+        for group in range(metadata.num_row_groups):
+            columns = {metadata.row_group(group).column(index).path_in_schema:
+                       metadata.row_group(group).column(index)
+                       for index in range(metadata.num_columns)}
+            values = columns["features.list.element"]
+            assert "BYTE_STREAM_SPLIT" in values.encodings
+            assert values.compression in ("LZ4", "LZ4_RAW")
+            assert columns["utterance_id"].compression == "SNAPPY"
 
 
 def test_feature_files_read_with_pyarrow_and_pandas_alone(
@@ -455,7 +473,21 @@ def test_bench_features_figures_agree_with_each_other(capsys) -> None:
     assert figures["ray_per_s"] == pytest.approx(4 / figures["ray_s"], rel=0.01, abs=0.05)
     ratios = [loop / ray for loop, ray in zip(figures["librosa_rounds_s"],
                                               figures["ray_rounds_s"])]
-    assert figures["round_ratios"] == pytest.approx(ratios, rel=0.02, abs=0.01)  # 2 decimals
-    assert figures["ratio_vs_librosa"] == pytest.approx(np.median(ratios), rel=0.02, abs=0.01)
-    for key in ("break_even_utterances_running_cluster", "break_even_utterances_from_nothing"):
-        assert figures[key] is None or figures[key] >= 1
+    # Times are rounded to the millisecond and the loop over 4 utterances takes a few tens.
+    assert figures["round_ratios"] == pytest.approx(ratios, rel=0.05, abs=0.02)
+    assert figures["ratio_vs_librosa"] == pytest.approx(np.median(ratios), rel=0.05, abs=0.02)
+    assert figures["ray_first_request_overhead_s"] == pytest.approx(
+        max(0.0, figures["ray_first_request_s"] - figures["ray_s"]), abs=2e-3)
+    assert figures["ratio_vs_librosa_from_nothing"] == pytest.approx(
+        (figures["librosa_first_matrix_s"] + figures["librosa_s"])
+        / (figures["ray_start_s"] + figures["ray_first_request_s"]), rel=0.05, abs=0.02)
+    for key, ray_fixed_s in (
+            ("break_even_utterances_running_cluster", figures["ray_first_request_overhead_s"]),
+            ("break_even_utterances_from_nothing",
+             figures["ray_start_s"] + figures["ray_first_request_overhead_s"])):
+        expected = break_even_utterances(ray_fixed_s, figures["ray_s"] / 4,
+                                         figures["librosa_first_matrix_s"],
+                                         figures["librosa_s"] / 4)
+        assert (figures[key] is None) == (expected is None)
+        if expected is not None:  # the figures are rounded to the millisecond
+            assert figures[key] == pytest.approx(expected, rel=0.05, abs=2)

@@ -15,13 +15,16 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import soundfile
 
 from ser_ray.errors import UserError
 from ser_ray.study.schema import StudyConfig, load_study
+
+if TYPE_CHECKING:
+    from ser_ray.report.tables import Experiment
 
 SEARCH_SPACES = Path(__file__).resolve().parent.parent / "search_spaces"
 STUDIES = {"ablation": "demo.yaml", "search": "demo_search.yaml"}
@@ -70,7 +73,11 @@ def run_demo(out_dir: Path, quick: bool = False, cache_root: Path | None = None)
         result = run_study(path, out_dir / name, cache_root, study=study)
         reports[name], best_models[name] = result.report, result.best_model
         _say(f"report: {result.report}")
-    predictor = best_of(reports, best_models)
+    from ser_ray.report.tables import best_variant, load_experiment
+
+    experiments = {name: load_experiment(report.parent) for name, report in reports.items()}
+    bests = {name: best_variant(experiment) for name, experiment in experiments.items()}
+    predictor = best_of(experiments, bests, best_models)
     recording = write_new_recording(out_dir / "new_recording.wav")
     labelled = None
     if predictor is not None:
@@ -79,20 +86,19 @@ def run_demo(out_dir: Path, quick: bool = False, cache_root: Path | None = None)
                                       model.label_names)
         _say(f"best model: {predictor}\n{labelled}")
     seconds = time.perf_counter() - started
-    index = write_index(out_dir, reports, predictor, recording, labelled, seconds, quick)
+    index = write_index(out_dir, experiments, bests, predictor, recording, labelled, seconds,
+                        quick)
     _say(closing_words(out_dir, index, predictor, recording, seconds))
     return DemoOutputs(out_dir, reports, predictor, recording, seconds)
 
 
-def best_of(reports: dict[str, Path], best_models: dict[str, Path | None]) -> Path | None:
+def best_of(experiments: dict[str, Experiment], bests: dict[str, dict[str, Any] | None],
+            best_models: dict[str, Path | None]) -> Path | None:
     """The predictor of the study whose best configuration scores best on the objective both
     studies share; on a tie, the one scored over more units."""
-    from ser_ray.report.tables import best_variant, load_experiment
-
     scored = []
     for name, predictor in best_models.items():
-        experiment = load_experiment(reports[name].parent)
-        best = best_variant(experiment)
+        experiment, best = experiments[name], bests[name]
         if predictor is not None and best is not None:
             sign = 1 if experiment.maximise else -1
             scored.append((sign * best["mean"], best["units"], predictor))
@@ -115,7 +121,8 @@ def write_new_recording(path: Path) -> Path:
     return path
 
 
-def write_index(out_dir: Path, reports: dict[str, Path], predictor: Path | None,
+def write_index(out_dir: Path, experiments: dict[str, Experiment],
+                bests: dict[str, dict[str, Any] | None], predictor: Path | None,
                 recording: Path, labelled: str | None, seconds: float, quick: bool) -> Path:
     """`report.md` at the top: what ran, links to each study's report, the headline tables."""
     lines = [f"# ser-ray demo{' (quick)' if quick else ''}", "",
@@ -123,9 +130,9 @@ def write_index(out_dir: Path, reports: dict[str, Path], predictor: Path | None,
              f"in {seconds / 60:.1f} minutes on this machine, from nothing but the offline "
              f"synthetic corpus: synthesis, scan, class selection, leave-one-session-out folds, "
              f"Ray Data features, Ray Tune trials and these reports.", ""]
-    for name, report in reports.items():
-        link = f"{report.parent.name}/report.md"
-        lines += [f"## {name}: [{link}]({link})", "", *_headline(report), ""]
+    for name, experiment in experiments.items():
+        link = f"{experiment.directory.name}/report.md"
+        lines += [f"## {name}: [{link}]({link})", "", *_headline(experiment, bests[name]), ""]
     if predictor is not None:
         lines += ["## The best model", "",
                   f"`{predictor.relative_to(out_dir)}` (in the run's directory, beside "
@@ -138,11 +145,9 @@ def write_index(out_dir: Path, reports: dict[str, Path], predictor: Path | None,
     return index
 
 
-def _headline(report: Path) -> list[str]:
-    from ser_ray.report.tables import best_variant, completeness, load_experiment
+def _headline(experiment: Experiment, best: dict[str, Any] | None) -> list[str]:
+    from ser_ray.report.tables import completeness
 
-    experiment = load_experiment(report.parent)
-    best = best_variant(experiment)
     done = completeness(experiment)
     if best is None:
         return [f"No finished configuration ({done.recorded} of {done.planned} units)."]

@@ -35,7 +35,7 @@ def best_and_epochs(experiment_dir: Path) -> tuple[float, int, int, int]:
     finished = frame[frame["status"] == "finished"]
     best = float(finished.groupby("config_hash")["unweighted_accuracy"].mean().max())
     trained = sum(row["epochs_run"] for row in rows)
-    return (best, trained, len(trials_run(experiment_dir)),
+    return (best, trained, len(trials_run(experiment_dir, rows)),
             int(frame["config_hash"].nunique()))
 
 

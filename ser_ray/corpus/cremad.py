@@ -39,10 +39,10 @@ class CremadReader(CorpusReader):
     def __init__(self, root: Path, files: Sequence[Path]) -> None:
         super().__init__(root, files)
         demographics = [path for path in files if path.name == DEMOGRAPHICS_FILE]
-        self.gender_of_actor: dict[str, str] = (
-            read_gender_of_actor(demographics[0]) if demographics else {}
-        )
-        if not demographics:
+        self.gender_of_actor: dict[str, str] = {}
+        if demographics:
+            self.gender_of_actor = read_gender_of_actor(demographics[0])
+        else:
             self.notes.append(f"{DEMOGRAPHICS_FILE} not found under the root: gender is unknown")
 
     def gender(self, match: re.Match[str]) -> str | None:

@@ -74,7 +74,10 @@ def walk_tree(root: Path) -> CorpusTree:
     links = [root]
     while links:
         top = links.pop(0)
-        for directory, subdirs, names in os.walk(top, onerror=tree.record_unlisted):
+        # followlinks=True only spares os.walk its own link test: links are taken out of
+        # `subdirs` below and walked later from `links`.
+        for directory, subdirs, names in os.walk(top, onerror=tree.record_unlisted,
+                                                 followlinks=True):
             folder = Path(directory)
             try:
                 status = folder.stat()

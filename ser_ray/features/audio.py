@@ -27,15 +27,9 @@ class BadAudio(Exception):
 def load_waveform(path: str | Path, sample_rate: int) -> np.ndarray:
     """(samples,) float32 mono at `sample_rate`, or BadAudio naming what is wrong."""
     try:
-        # libsndfile reports a missing or unreadable file as undecodable audio; opening it
-        # first says what is really wrong.
-        Path(path).open("rb").close()
-    except OSError as error:
-        raise BadAudio("unreadable", unreadable_reason(Path(path), error)) from error
-    try:
         samples, native_rate = soundfile.read(str(path), dtype="float32", always_2d=True)
     except (RuntimeError, soundfile.LibsndfileError) as error:
-        raise BadAudio("decode_error", f"could not decode audio ({error})") from error
+        raise _decode_failure(Path(path), error) from error
     if samples.shape[0] == 0:
         raise BadAudio("empty", "no audio samples")
     if not np.isfinite(samples).all():
@@ -49,3 +43,13 @@ def load_waveform(path: str | Path, sample_rate: int) -> np.ndarray:
         raise BadAudio("too_short", f"{samples.shape[0]} sample(s) at {native_rate} Hz leave "
                                     f"none after resampling to {sample_rate} Hz")
     return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+def _decode_failure(path: Path, error: Exception) -> BadAudio:
+    """libsndfile reports a missing or unreadable file as undecodable audio; opening the file
+    says what is really wrong."""
+    try:
+        path.open("rb").close()
+    except OSError as open_error:
+        return BadAudio("unreadable", unreadable_reason(path, open_error))
+    return BadAudio("decode_error", f"could not decode audio ({error})")

@@ -10,13 +10,11 @@ trial's folds at the selected epoch, and the best of them becomes
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 
-from ser_ray.study.ledger import ledger_frame, read_ledger
-from ser_ray.study.prepare import STUDY_FILE
+from ser_ray.study.ledger import ledger_frame
 from ser_ray.study.storage import stored_checkpoint
 from ser_ray.train.loop import outcome_from_checkpoint
 from ser_ray.train.outputs import save_predictor
@@ -34,16 +32,20 @@ def export_best_model(experiment_dir: Path) -> Path | None:
     Raises MissingCheckpoint rather than exporting a runner-up when the best configuration's
     checkpoint cannot be read.
     """
-    experiment_dir = Path(experiment_dir)
-    description = json.loads((experiment_dir / STUDY_FILE).read_text())
-    frame = ledger_frame(read_ledger(experiment_dir))
-    if frame.empty or not (frame["status"] == "finished").any():
+    # The report's ranking, so that the exported model is the configuration the report names.
+    from ser_ray.report.tables import best_variant, load_experiment
+
+    experiment = load_experiment(Path(experiment_dir))
+    best = best_variant(experiment)
+    if best is None:
         return None
-    unit = _best_unit(frame[frame["status"] == "finished"], description["objective"])
+    frame = ledger_frame(experiment.rows)
+    unit = _best_unit(frame[(frame["variant"] == best["variant"])
+                            & (frame["status"] == "finished")])
     if pd.isna(unit["checkpoint"]):
         raise MissingCheckpoint(f"the ledger records no checkpoint for {unit['variant']} "
                                 f"(trial {unit['trial_id']}), the best configuration")
-    storage = description["trial_storage"]
+    storage = experiment.study["trial_storage"]
     checkpoint = stored_checkpoint(storage, unit["checkpoint"])
     try:
         with checkpoint.as_directory() as directory:
@@ -51,14 +53,12 @@ def export_best_model(experiment_dir: Path) -> Path | None:
     except FileNotFoundError as error:
         raise MissingCheckpoint(f"the checkpoint of {unit['variant']}, the best "
                                 f"configuration, is not in {storage}: {error}") from error
-    path = experiment_dir / BEST_MODEL
+    path = experiment.directory / BEST_MODEL
     save_predictor(outcome, path)
     return path
 
 
-def _best_unit(finished: pd.DataFrame, objective: dict[str, str]) -> pd.Series:
-    ranking = finished.groupby("variant")[objective["metric"]].mean() \
-        .sort_values(ascending=objective["mode"] == "min")
-    rows = finished[finished["variant"] == ranking.index[0]]
-    rows = rows[rows["seed"] == rows["seed"].min()]
+def _best_unit(finished: pd.DataFrame) -> pd.Series:
+    """Of one configuration's finished units, its lowest seed's best by (UA + WA) / 2."""
+    rows = finished[finished["seed"] == finished["seed"].min()]
     return rows.loc[rows["ua_wa_mean"].idxmax()]

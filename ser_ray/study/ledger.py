@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,11 +65,12 @@ def read_replays(experiment_dir: Path) -> list[dict[str, Any]]:
     return read_lines(Path(experiment_dir) / REPLAYS_FILE)
 
 
-def trials_run(experiment_dir: Path) -> set[str]:
+def trials_run(experiment_dir: Path,
+               ledger: Sequence[dict[str, Any]] | None = None) -> set[str]:
     """The names of the trials run so far: those that recorded units and those that replayed
-    (what a search's trial budget counts)."""
-    return {row["variant"] for row in [*read_ledger(experiment_dir),
-                                       *read_replays(experiment_dir)]}
+    (what a search's trial budget counts). `ledger`: its rows, when the caller has read them."""
+    rows = read_ledger(experiment_dir) if ledger is None else ledger
+    return {row["variant"] for row in [*rows, *read_replays(experiment_dir)]}
 
 
 def append_lines(path: Path, rows: Iterable[dict[str, Any]]) -> None:

@@ -390,8 +390,9 @@ class LedgerWriter(tune.Callback):
                         (ablation_variants(study.ablation) if study.ablation else [])}
         self.names: dict[str, str] = {}
         self.done: set[str] = set()
-        self.recorded_units = recorded_units(read_ledger(prepared.experiment_dir))
-        trials = trials_run(prepared.experiment_dir)
+        ledger = read_ledger(prepared.experiment_dir)
+        self.recorded_units = recorded_units(ledger)
+        trials = trials_run(prepared.experiment_dir, ledger)
         self.trials_done = len(trials)
         # After the highest number ever written: a trial killed mid-run left a gap, and
         # reusing its number would merge two configurations under one name.

@@ -8,7 +8,7 @@ TORCH_PIN := torch==2.13.0
 OUT ?= runs/demo
 SHOWCASE := reports/demo
 
-.PHONY: setup test test-fast demo demo-report bench clean
+.PHONY: setup lint test test-fast demo demo-report bench clean
 
 setup: $(STAMP)
 
@@ -16,14 +16,19 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet "$(TORCH_PIN)"
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
 	touch $(STAMP)
 
-test: setup
+lint: setup
+	$(BIN)/ruff check ser_ray tests
+
+# Everything: lint, then every test (end-to-end, Ray and cluster tests included).
+test: lint
 	$(BIN)/python -m pytest
 
-test-fast: setup
-	$(BIN)/python -m pytest -m "not slow"
+# The edit loop: lint and every test that needs neither Ray nor minutes (under 3 minutes here).
+test-fast: lint
+	$(BIN)/python -m pytest -m "not slow and not ray and not cluster"
 
 demo: setup
 	$(BIN)/ser-ray demo --out $(OUT)

@@ -89,9 +89,11 @@ def _train(args: argparse.Namespace) -> None:
     import yaml
 
     from ser_ray import models
+    from ser_ray.experiment import paper_training
     from ser_ray.features import parse_augmentation, parse_recipe
     from ser_ray.features.pipeline import build_features
-    from ser_ray.train import ModelChoice, TrainJob, paper_training, train_folds
+    from ser_ray.schema import validate
+    from ser_ray.train import ModelChoice, TrainJob, train_folds
     from ser_ray.train.outputs import write_outputs
     from ser_ray.train.results import epoch_summary, format_epoch
 
@@ -103,18 +105,23 @@ def _train(args: argparse.Namespace) -> None:
     recipe_settings = settings_under(settings, "recipe.")
     model_options = {key: value for key, value in settings.items()
                      if not key.startswith(("train.", "recipe."))}
-    chosen = {"epochs": args.epochs, "seed": args.seed, "test_version": args.version,
+    chosen = {"epochs": args.epochs, "test_version": args.version,
               "train_versions": parse_versions(args.train_versions) if args.train_versions
               else None, "augmentations": "all" if args.augment else None}
     train_settings.update({key: value for key, value in chosen.items() if value is not None})
+    # A run's seed is not a training setting: `--seed` and `--set train.seed=` both give it.
+    seed = args.seed if args.seed is not None else train_settings.pop("seed", 0)
+    train_settings.pop("seed", None)
     config = paper_training(models.family(args.model), train_settings)
     if args.versions:
         recipe_settings["versions"] = parse_versions(args.versions)
     recipe = parse_recipe({"kind": args.recipe, **recipe_settings})
     feature_cache, _ = build_features(args.manifest, recipe, args.cache,
                                       [parse_augmentation(text) for text in args.augment])
-    job = TrainJob(manifest=args.manifest, folds=args.folds, cache=feature_cache.path,
-                   model=ModelChoice(name=args.model, options=model_options), train=config)
+    job = validate(TrainJob, {"manifest": args.manifest, "folds": args.folds,
+                              "cache": feature_cache.path, "train": config, "seed": seed,
+                              "model": ModelChoice(name=args.model, options=model_options)},
+                   "ser-ray train")
     print(f"training {args.model} on {feature_cache.path}:\n"
           + yaml.safe_dump(config.model_dump(mode="json"), sort_keys=True).rstrip())
     if args.workers == 0:
@@ -163,15 +170,19 @@ def _search(args: argparse.Namespace) -> None:
         return
     if args.out is None:
         raise UserError("--out DIR is required to run a study (or use --dry-run)")
+    from ser_ray.report import write_progress, write_report
     from ser_ray.study.run import run_study
 
-    _finish_study(run_study(args.study, args.out, args.cache, study=study))
+    _finish_study(run_study(args.study, args.out, args.cache, study=study,
+                            on_progress=write_progress, on_finish=write_report))
 
 
 def _resume(args: argparse.Namespace) -> None:
+    from ser_ray.report import write_progress, write_report
     from ser_ray.study.run import resume_study
 
-    _finish_study(resume_study(args.experiment_dir, args.cache))
+    _finish_study(resume_study(args.experiment_dir, args.cache, on_progress=write_progress,
+                               on_finish=write_report))
 
 
 def _finish_study(result: StudyResult) -> None:

@@ -24,7 +24,7 @@ from ser_ray.errors import UserError
 from ser_ray.study.schema import StudyConfig, load_study
 
 if TYPE_CHECKING:
-    from ser_ray.report.tables import Experiment
+    from ser_ray.experiment import Experiment, RankedConfiguration
 
 SEARCH_SPACES = Path(__file__).resolve().parent.parent / "search_spaces"
 STUDIES = {"ablation": "demo.yaml", "search": "demo_search.yaml"}
@@ -56,8 +56,10 @@ def demo_study(name: str, quick: bool) -> tuple[Path, StudyConfig]:
 
 
 def run_demo(out_dir: Path, quick: bool = False, cache_root: Path | None = None) -> DemoOutputs:
+    from ser_ray.experiment import best, load_experiment
     from ser_ray.predict import Predictor, format_predictions
     from ser_ray.ray_session import ensure_ray
+    from ser_ray.report import write_progress, write_report
     from ser_ray.study.run import run_study
 
     started = time.perf_counter()
@@ -70,13 +72,12 @@ def run_demo(out_dir: Path, quick: bool = False, cache_root: Path | None = None)
     for name in STUDIES:
         path, study = demo_study(name, quick)
         _say(f"study {study.name} ({path.name}) → {out_dir / name}")
-        result = run_study(path, out_dir / name, cache_root, study=study)
+        result = run_study(path, out_dir / name, cache_root, study=study,
+                           on_progress=write_progress, on_finish=write_report)
         reports[name], best_models[name] = result.report, result.best_model
         _say(f"report: {result.report}")
-    from ser_ray.report.tables import best_variant, load_experiment
-
     experiments = {name: load_experiment(report.parent) for name, report in reports.items()}
-    bests = {name: best_variant(experiment) for name, experiment in experiments.items()}
+    bests = {name: best(experiment) for name, experiment in experiments.items()}
     predictor = best_of(experiments, bests, best_models)
     recording = write_new_recording(out_dir / "new_recording.wav")
     labelled = None
@@ -86,13 +87,14 @@ def run_demo(out_dir: Path, quick: bool = False, cache_root: Path | None = None)
                                       model.label_names)
         _say(f"best model: {predictor}\n{labelled}")
     seconds = time.perf_counter() - started
-    index = write_index(out_dir, experiments, bests, predictor, recording, labelled, seconds,
+    index = write_index(out_dir, experiments, predictor, recording, labelled, seconds,
                         quick)
     _say(closing_words(out_dir, index, predictor, recording, seconds))
     return DemoOutputs(out_dir, reports, predictor, recording, seconds)
 
 
-def best_of(experiments: dict[str, Experiment], bests: dict[str, dict[str, Any] | None],
+def best_of(experiments: dict[str, Experiment],
+            bests: dict[str, RankedConfiguration | None],
             best_models: dict[str, Path | None]) -> Path | None:
     """The predictor of the study whose best configuration scores best on the objective both
     studies share; on a tie, the one scored over more units."""
@@ -101,7 +103,7 @@ def best_of(experiments: dict[str, Experiment], bests: dict[str, dict[str, Any] 
         experiment, best = experiments[name], bests[name]
         if predictor is not None and best is not None:
             sign = 1 if experiment.maximise else -1
-            scored.append((sign * best["mean"], best["units"], predictor))
+            scored.append((sign * best.mean, best.units, predictor))
     return max(scored, key=lambda entry: entry[:2])[2] if scored else None
 
 
@@ -121,8 +123,7 @@ def write_new_recording(path: Path) -> Path:
     return path
 
 
-def write_index(out_dir: Path, experiments: dict[str, Experiment],
-                bests: dict[str, dict[str, Any] | None], predictor: Path | None,
+def write_index(out_dir: Path, experiments: dict[str, Experiment], predictor: Path | None,
                 recording: Path, labelled: str | None, seconds: float, quick: bool) -> Path:
     """`report.md` at the top: what ran, links to each study's report, the headline tables."""
     lines = [f"# ser-ray demo{' (quick)' if quick else ''}", "",
@@ -132,7 +133,7 @@ def write_index(out_dir: Path, experiments: dict[str, Experiment],
              f"Ray Data features, Ray Tune trials and these reports.", ""]
     for name, experiment in experiments.items():
         link = f"{experiment.directory.name}/report.md"
-        lines += [f"## {name}: [{link}]({link})", "", *_headline(experiment, bests[name]), ""]
+        lines += [f"## {name}: [{link}]({link})", "", *_headline(experiment), ""]
     if predictor is not None:
         lines += ["## The best model", "",
                   f"`{predictor.relative_to(out_dir)}` (in the run's directory, beside "
@@ -145,14 +146,15 @@ def write_index(out_dir: Path, experiments: dict[str, Experiment],
     return index
 
 
-def _headline(experiment: Experiment, best: dict[str, Any] | None) -> list[str]:
-    from ser_ray.report.tables import completeness
+def _headline(experiment: Experiment) -> list[str]:
+    from ser_ray.report.units import best_so_far, completeness
 
     done = completeness(experiment)
+    best = best_so_far(experiment)
     if best is None:
         return [f"No finished configuration ({done.recorded} of {done.planned} units)."]
-    return [f"Best configuration: `{best['variant']}`, {experiment.objective} "
-            f"{best['mean']:.2f} ± {best['sd']:.2f} % over {best['units']} units "
+    return [f"Best configuration: `{best.variant}`, {experiment.objective} "
+            f"{best.mean:.2f} ± {best.sd:.2f} % over {best.units} units "
             f"({done.recorded} of {done.planned} units recorded)."]
 
 

@@ -1,9 +1,14 @@
-"""Shared test helpers: real WAV files on disk at any rate and channel count, and one local
-Ray session for every test that needs Ray (starting Ray costs seconds; it is started once)."""
+"""Shared test helpers: real WAV files on disk at any rate and channel count, a tiny study's
+data made without Ray, and one local Ray session for every test that needs Ray (starting Ray
+costs seconds; it is started once).
+
+Every test that uses the Ray session is marked `ray` (`make test-fast` skips them); a test
+that starts Ray without it fails, naming the fixture to use."""
 
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,10 +59,28 @@ def ray_session():
     ray.shutdown()
 
 
+@pytest.fixture(autouse=True)
+def _ray_only_where_marked(request: pytest.FixtureRequest):
+    """A test outside the `ray` and `cluster` marks must not start Ray: `make test-fast` would
+    pay for it, and its result would depend on a cluster it does not declare."""
+    started_before = _ray_started()
+    yield
+    marked = {mark.name for mark in request.node.iter_markers()} & {"ray", "cluster"}
+    if not marked and not started_before and _ray_started():
+        pytest.fail("this test started Ray without the `ray` mark: use the ray_session fixture "
+                    "(which marks it) or build its data without Ray (tiny_study)")
+
+
+def _ray_started() -> bool:
+    ray = sys.modules.get("ray")
+    return ray is not None and hasattr(ray, "is_initialized") and ray.is_initialized()
+
+
 @dataclass(frozen=True)
 class TinyStudy:
     """A small synthetic IEMOCAP corpus taken through scan, 4-class selection, leave-one-
-    session-out folds and a log-Mel cache (STFT versions 2 and 8, one noise copy)."""
+    session-out folds and a log-Mel cache (STFT versions 2 and 8, one noise copy), all made in
+    this process, without Ray."""
 
     root: Path
     manifest: Path
@@ -68,10 +91,10 @@ class TinyStudy:
 
 
 @pytest.fixture(scope="session")
-def tiny_study(tmp_path_factory: pytest.TempPathFactory, ray_session) -> TinyStudy:
+def tiny_study(tmp_path_factory: pytest.TempPathFactory) -> TinyStudy:
     from ser_ray.corpus import Selection
     from ser_ray.features import parse_augmentation, parse_recipe
-    from ser_ray.features.pipeline import build_features
+    from ser_ray.features.featurize import build_features_here
     from ser_ray.folds import FoldProtocol
     from ser_ray.study.prepare import manifest_and_folds
     from ser_ray.synth import SynthConfig, write_synthetic_iemocap
@@ -83,8 +106,8 @@ def tiny_study(tmp_path_factory: pytest.TempPathFactory, ray_session) -> TinyStu
     manifest_and_folds("iemocap", base / "corpus", four_classes, FoldProtocol(kind="session"),
                        base, log=lambda _: None)
     recipe = parse_recipe({"kind": "logmel", "versions": [2, 8], "duration_s": 2.0})
-    feature_cache, _ = build_features(base / "manifest_selected.parquet", recipe, base / "cache",
-                                      [parse_augmentation("noise:snr=20")])
+    feature_cache, _ = build_features_here(base / "manifest_selected.parquet", recipe,
+                                           base / "cache", [parse_augmentation("noise:snr=20")])
     return TinyStudy(root=base / "corpus", manifest=base / "manifest.parquet",
                      selected_manifest=base / "manifest_selected.parquet",
                      folds=base / "folds.parquet", cache_root=base / "cache",
@@ -92,5 +115,9 @@ def tiny_study(tmp_path_factory: pytest.TempPathFactory, ray_session) -> TinyStu
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that start their own Ray head run last: `ray stop` ends every Ray process here."""
+    """Tests on the Ray session are marked `ray`; tests that start their own Ray head run last
+    (`ray stop` ends every Ray process here)."""
+    for item in items:
+        if "ray_session" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.ray)
     items.sort(key=lambda item: item.get_closest_marker("cluster") is not None)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ser_ray.study.ledger import read_ledger
+from ser_ray.experiment import read_ledger
 
 REPO = Path(__file__).resolve().parents[1]
 RAY = Path(sys.executable).parent / "ray"
@@ -49,7 +49,7 @@ def test_a_study_submitted_as_a_ray_job_succeeds(tmp_path: Path) -> None:
     assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
     assert status == JobStatus.SUCCEEDED
     rows = read_ledger(out)
-    assert len(rows) == 8 * 2 and all(row["status"] == "finished" for row in rows)
+    assert len(rows) == 8 * 2 and all(row.status == "finished" for row in rows)
     assert json.loads((out / "study.json").read_text())["planned_units"] == 16
     assert (out / "report.md").is_file() and (out / "best_model" / "predictor.pt").is_file()
-    assert all((storage / "demo" / row["checkpoint"]).is_dir() for row in rows)
+    assert all((storage / "demo" / row.checkpoint).is_dir() for row in rows)

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 import pytest
 
 from ser_ray.cli import main
+from ser_ray.experiment import read_ledger, read_study_record
 from ser_ray.folds import read_folds
 from ser_ray.predict import Predictor
-from ser_ray.study.ledger import read_ledger
 
 
 @pytest.mark.slow
@@ -29,18 +28,19 @@ def test_quick_demo_produces_reports_with_tables_plots_and_a_model(ray_session, 
     assert "speaker-independent" in ablation
     images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", ablation)
     assert images and all((out / "ablation" / image).is_file() for image in images)
-    study = json.loads((out / "ablation" / "study.json").read_text())
-    assert study["planned_units"] == 8 * 5 * 2
-    assert len(read_ledger(out / "ablation")) == study["planned_units"]
-    assert study["features"][0]["recipe"]["versions"] == list(range(1, 9))
-    assert study["features"][0]["augmentations"] == ["noise:snr=20"]
+    study = read_study_record(out / "ablation")
+    assert study.planned_units == 8 * 5 * 2
+    assert len(read_ledger(out / "ablation")) == study.planned_units
+    assert study.features[0].identity.recipe["versions"] == list(range(1, 9))
+    assert study.features[0].identity.augmentations == ("noise:snr=20",)
+    assert "**Training settings**" in ablation and "| epochs " in ablation
     folds, protocol = read_folds(out / "ablation" / "data" / "folds.parquet")
     assert protocol.kind == "session" and folds["fold"].nunique() == 5
 
     search = (out / "search" / "report.md").read_text()
     assert "## Search" in search and "optimisation history" in search
     assert (out / "search" / "optuna.db").is_file()
-    assert {row["variant"] for row in read_ledger(out / "search")} == {
+    assert {row.variant for row in read_ledger(out / "search")} == {
         f"trial_{n:04d}" for n in range(1, 5)}
 
     index = (out / "report.md").read_text()

@@ -206,6 +206,7 @@ def leave_one_session_out_ua(
     return float(balanced_accuracy_score(labels, predicted))
 
 
+@pytest.mark.slow  # a statistical check of the corpus: 16 s of synthesis and fits
 def test_emotions_are_learnable_at_default_strength_and_fade_when_weak(
     default_strength_tree: SynthSummary, tmp_path: Path
 ) -> None:

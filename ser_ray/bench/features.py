@@ -25,7 +25,7 @@ from ser_ray.errors import UserError
 if TYPE_CHECKING:
     import psutil
 
-    from ser_ray.features.recipes import LogMelRecipe
+    from ser_ray.features.logmel import LogMelRecipe
 
 MIB = 1024**2
 MEMORY_SAMPLE_S = 0.1

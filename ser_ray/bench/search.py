@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ser_ray.study.ledger import ledger_frame, read_ledger, trials_run
+from ser_ray.experiment import ledger_frame, read_ledger, trials_run
 from ser_ray.study.schema import load_study
 
 GRID_STUDY = Path(__file__).resolve().parents[2] / "search_spaces" / "bench" / "grid16.yaml"
@@ -34,7 +34,7 @@ def best_and_epochs(experiment_dir: Path) -> tuple[float, int, int, int]:
     frame = ledger_frame(rows)
     finished = frame[frame["status"] == "finished"]
     best = float(finished.groupby("config_hash")["unweighted_accuracy"].mean().max())
-    trained = sum(row["epochs_run"] for row in rows)
+    trained = sum(row.epochs_run for row in rows)
     return (best, trained, len(trials_run(experiment_dir, rows)),
             int(frame["config_hash"].nunique()))
 

@@ -22,10 +22,11 @@ from typing import Any
 
 from ser_ray.corpus import Selection
 from ser_ray.errors import UserError
+from ser_ray.experiment import paper_training
 from ser_ray.folds import FoldProtocol
 from ser_ray.study.prepare import manifest_and_folds
 from ser_ray.synth import SynthConfig, write_synthetic_iemocap
-from ser_ray.train import ModelChoice, TrainJob, paper_training
+from ser_ray.train import ModelChoice, TrainJob
 
 FOUR_CLASSES = Selection(labels=("angry", "happy", "neutral", "sad"), merge={"excited": "happy"})
 BENCH_MODEL = ModelChoice(name="eca_cnn", options={"scale": 1, "base_width": 8})

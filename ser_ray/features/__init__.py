@@ -1,7 +1,8 @@
 """Feature stage: recipes computed once per corpus on Ray Data into a content-addressed cache.
 
-The Ray pipeline itself is `ser_ray.features.pipeline.build_features`; it is not imported
-here, so reading a cache (`load_features`) never loads Ray.
+The Ray pipeline itself is `ser_ray.features.pipeline.build_features` (and its Ray-free twin
+`ser_ray.features.featurize.build_features_here`); neither is imported here, so reading a
+cache (`load_features`) never loads Ray.
 """
 
 from ser_ray.features.augment import AugmentationSpec, apply_augmentation, parse_augmentation

@@ -31,16 +31,16 @@ import pydantic
 import soxr
 
 from ser_ray.errors import UserError
+from ser_ray.schema import StrictModel, describe_validation_error
 
 CHAIN_SEPARATOR = "+"
 _BOUND_SYMBOLS = (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<="))
 
 
-class AugmentationStep(pydantic.BaseModel):
+class AugmentationStep(StrictModel):
     """One transformation of a waveform; subclasses declare `kind` and their parameters."""
 
-    model_config = pydantic.ConfigDict(extra="forbid", frozen=True, strict=True,
-                                       allow_inf_nan=False)
+    model_config = pydantic.ConfigDict(strict=True, allow_inf_nan=False)
     kind: ClassVar[str]
 
     @property
@@ -248,18 +248,8 @@ def _parse_step(step_text: str, text: str) -> AugmentationStep:
     try:
         return cls.model_validate(values)
     except pydantic.ValidationError as error:
-        problems = "; ".join(_describe_problem(problem) for problem in error.errors())
-        raise UserError(f"{kind}: {problems}; {_parameter_help(cls)}") from None
-
-
-def _describe_problem(problem: Mapping[str, Any]) -> str:
-    message = str(problem["msg"]).removeprefix("Value error, ")
-    if not problem["loc"]:
-        return message
-    field = ".".join(str(part) for part in problem["loc"])
-    if problem["type"] == "missing":
-        return f"parameter {field!r} is required"
-    return f"{field}={_format_number(problem['input'])}: {message}"
+        raise UserError(describe_validation_error(error, cls, kind, noun="parameter")
+                        + f"; {_parameter_help(cls)}") from None
 
 
 def _parameter_help(cls: type[AugmentationStep]) -> str:

@@ -36,7 +36,7 @@ METADATA_FILE = "metadata.json"
 SKIPPED_FILE = "skipped.csv"
 DATA_DIR = "data"
 MANIFEST_HASH_COLUMNS = ("utterance_id", "path", "label", "duration_s", "sample_rate", "channels")
-LIBRARIES = ("numpy", "torch", "librosa", "soundfile", "soxr", "pyarrow", "ray", "audiomentations")
+LIBRARIES = ("numpy", "torch", "librosa", "soundfile", "soxr", "pyarrow", "ray")
 
 
 def manifest_hash(manifest: pd.DataFrame) -> str:

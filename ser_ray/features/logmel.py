@@ -1,153 +1,162 @@
-"""Batched log-Mel spectrograms on torch (eca_cnn input, spec §1.2), plus the STFT/Mel pieces
-the MFCC and spectral-vector recipes share.
+"""eca_cnn's input (spec §1.2): 6 s centred at 16 kHz → (64, 601) log-Mel per STFT version.
 
-One code path serves CPU and GPU: waveforms are stacked into tensors on `device`, every STFT
-version is a `torch.stft` of the same tensor, and the Mel matrix (librosa's, so the numbers
-match librosa) is built once per parameter set and device.
-
->>> import numpy as np
->>> from ser_ray.features.recipes import LogMelRecipe
->>> recipe = LogMelRecipe()
+>>> recipe = LogMelRecipe(versions=(8,))
+>>> recipe.variant_values(), recipe.feature_shape()
+([8], (64, 601))
+>>> [(item.stft_version, item.features.shape)
+...  for item in recipe.featurize_batch([np.zeros(16000, np.float32)])[0]]
+[(8, (64, 601))]
 >>> batch = np.stack([recipe.fixed_length(np.ones(16000, np.float32))])
->>> log_mel_spectrograms(recipe, batch).shape   # (versions, batch, n_mels, frames)
+>>> log_mel_spectrograms(LogMelRecipe(), batch).shape   # (versions, batch, n_mels, frames)
 (8, 1, 64, 601)
 """
 
 from __future__ import annotations
 
-import warnings
-from dataclasses import dataclass
-from functools import lru_cache
-from typing import TYPE_CHECKING, Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import librosa
 import numpy as np
+import pydantic
 import torch
+from pydantic import Field
 
-if TYPE_CHECKING:
-    from ser_ray.features.recipes import LogMelRecipe
+from ser_ray.features.dsp import (
+    OddSample,
+    center_pad_or_crop,
+    centered_frame_count,
+    mel_filterbank,
+    power_spectrogram,
+    rows_per_call,
+)
+from ser_ray.features.recipe import FeatureItem, RecipeBase
 
-WindowName = Literal["hamming", "hann"]
-PadMode = Literal["constant", "reflect"]
-OddSample = Literal["end", "start"]
-
-
-def center_pad_or_crop(waveform: np.ndarray, length: int,
-                       odd_sample: OddSample = "end") -> np.ndarray:
-    """Fix `waveform` to `length` samples, keeping it centred (spec §1.2 step 2).
-
-    Shorter inputs are zero-padded equally at both ends, longer ones cut equally from both
-    ends; when the difference is odd the extra sample is padded / cut at `odd_sample`
-    (the end by [DEFAULT]).
-
-    >>> center_pad_or_crop(np.arange(1, 4, dtype=np.float32), 6).tolist()
-    [0.0, 1.0, 2.0, 3.0, 0.0, 0.0]
-    >>> center_pad_or_crop(np.arange(1, 4, dtype=np.float32), 6, "start").tolist()
-    [0.0, 0.0, 1.0, 2.0, 3.0, 0.0]
-    >>> center_pad_or_crop(np.arange(6, dtype=np.float32), 3).tolist()
-    [1.0, 2.0, 3.0]
-    >>> center_pad_or_crop(np.arange(6, dtype=np.float32), 3, "start").tolist()
-    [2.0, 3.0, 4.0]
-    """
-    difference = length - len(waveform)
-    before = (abs(difference) + (odd_sample == "start")) // 2
-    if difference >= 0:
-        return np.pad(waveform, (before, difference - before))
-    return waveform[before:before + length]
+STFT_VERSIONS: tuple[int, ...] = tuple(range(1, 9))
+CUSTOM_VERSION = 0
 
 
-def centered_frame_count(n_samples: int, n_fft: int, hop_length: int) -> int:
-    """Frames of a centre-padded STFT (n_fft // 2 each side), as torch.stft and librosa count.
+class LogMelRecipe(RecipeBase):
+    """eca_cnn (spec §1.2): 6 s centred at 16 kHz → (64, 601) log-Mel per STFT version.
 
-    >>> centered_frame_count(96000, 800, 160)
-    601
-    """
-    return 1 + (n_samples + 2 * (n_fft // 2) - n_fft) // hop_length
-
-
-def rows_per_call(device: str) -> int:
-    """Waveforms per STFT call: on CPU two rows keep the spectrogram in cache (a 64-row call is
-    about 3× slower per row); an accelerator wants large calls."""
-    return 2 if torch.device(device).type == "cpu" else 64
-
-
-# On one CPU thread four groups make the projection faster than one dense product: 1.9× for
-# 64 bands at n_fft 240, 2.3–2.7× at 400–800, 3.4× for 128 bands at 2048. Eight groups lose
-# it again to per-call overhead.
-MEL_BAND_GROUPS = 4
-
-
-# eq=False: the weights are tensors, so field-wise equality would be ambiguous.
-@dataclass(frozen=True, eq=False)
-class MelFilterbank:
-    """librosa's triangular Mel matrix, applied to frame-major power, (..., bins) → (..., bands).
-
-    A band is non-zero over a few neighbouring FFT bins only, so one dense (bins × bands)
-    product mostly multiplies zeros. The bands are cut into `MEL_BAND_GROUPS` runs and each run
-    multiplies just the bins its triangles cover; the weights left out are exactly zero.
+    Version v (1..8) uses a (10 + 5v) ms window and a 10 ms hop [paper Table II]. The Mel
+    defaults imitate MATLAB's `melSpectrogram`, in which the paper's features were made
+    [DEFAULT]: periodic Hamming window, FFT length = window length, power spectrum, bands over
+    0–8 kHz on MATLAB's default O'Shaughnessy mel scale (`hz2mel`: 2595·log10(1 + f/700), the
+    HTK formula; https://www.mathworks.com/help/audio/ref/hz2mel.html) with bandwidth-
+    normalised triangles (≈ librosa's Slaney area norm), then ln(S + 1e-6).
     """
 
-    pieces: tuple[tuple[int, int, torch.Tensor], ...]
-    """(first bin, end bin, weights (end − first, bands of the run)) per run of bands."""
+    kind: Literal["logmel"] = "logmel"
+    sample_rate: int = Field(16000, gt=0, description="16 kHz, IEMOCAP's rate [DEFAULT]")
+    versions: tuple[int, ...] = Field(
+        STFT_VERSIONS, min_length=1,
+        description="STFT versions 1..8 computed from each waveform, one row each [Table II]")
+    window_ms: float | None = Field(
+        None, gt=0, description="custom window length (ms); when set the recipe has the single "
+        "version 0 with this window")
+    hop_ms: float = Field(10.0, gt=0, description="hop, 10 ms in every version [Table II]")
+    n_mels: int = Field(64, gt=0, description="Mel bands [paper §V-B]")
+    n_fft: int | None = Field(
+        None, gt=0, description="FFT length; None = window length (MATLAB default) [DEFAULT]")
+    duration_s: float = Field(
+        6.0, gt=0, description="fixed length: centre zero-pad / centre crop [paper §V-B]")
+    odd_sample: OddSample = Field(
+        "end", description="where the extra sample of an odd centre pad / crop goes [DEFAULT]")
+    window: Literal["hamming", "hann"] = Field(
+        "hamming", description="periodic window (MATLAB default: Hamming) [DEFAULT]")
+    fmin: float = Field(0.0, ge=0, description="lowest filter edge, Hz [DEFAULT]")
+    fmax: float = Field(8000.0, gt=0, description="highest filter edge, Hz [DEFAULT]")
+    mel_scale: Literal["htk", "slaney"] = Field(
+        "htk", description="MATLAB's default O'Shaughnessy = HTK formula [DEFAULT]")
+    mel_norm: Literal["slaney", "none"] = Field(
+        "slaney", description="triangle normalisation; Slaney ≈ MATLAB 'bandwidth' [DEFAULT]")
+    power: float = Field(
+        2.0, gt=0, description="exponent of the STFT magnitude: 2 = power spectrum (MATLAB "
+        "default), 1 = magnitude [DEFAULT]")
+    log_floor: float = Field(1e-6, gt=0, description="ln(S + floor) [DEFAULT]")
+    center: bool = Field(
+        True, description="centre-padded framing (n_fft/2 each side): 601 frames in every "
+        "version [DEFAULT]; False = MATLAB framing (599..596 frames), which only versions "
+        "with equal frame counts may share")
+    pad_mode: Literal["constant", "reflect"] = Field(
+        "constant", description="centre padding; zeros extend the signal as the 6 s "
+        "zero-padding does, reflect would invent mirrored audio [DEFAULT]")
 
+    @pydantic.model_validator(mode="before")
     @classmethod
-    def from_matrix(cls, matrix: np.ndarray, device: str) -> MelFilterbank:
-        """From librosa's (bands, bins) matrix."""
-        weights = matrix.T.astype(np.float32)
-        edges = np.linspace(0, weights.shape[1], min(MEL_BAND_GROUPS, weights.shape[1]) + 1)
-        pieces = []
-        for first_band, end_band in zip(edges[:-1].astype(int), edges[1:].astype(int)):
-            bins = np.flatnonzero(weights[:, first_band:end_band].any(axis=1))
-            # A run of empty bands (too few bins at a short FFT) still needs one zero row.
-            first, end = (bins[0], bins[-1] + 1) if bins.size else (0, 1)
-            block = np.ascontiguousarray(weights[first:end, first_band:end_band])
-            pieces.append((int(first), int(end), torch.from_numpy(block).to(device)))
-        return cls(tuple(pieces))
+    def _custom_window_is_version_zero(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and data.get("window_ms") is not None \
+                and "versions" not in data:
+            return {**data, "versions": (CUSTOM_VERSION,)}
+        return data
 
-    def __call__(self, power: torch.Tensor) -> torch.Tensor:
-        return torch.cat([torch.matmul(power[..., first:end], weights)
-                          for first, end, weights in self.pieces], dim=-1)
+    @pydantic.model_validator(mode="after")
+    def _check(self) -> LogMelRecipe:
+        if len(set(self.versions)) != len(self.versions):
+            raise ValueError(f"versions must not repeat, got {self.versions}")
+        if self.window_ms is None and not set(self.versions) <= set(STFT_VERSIONS):
+            raise ValueError(f"versions must be drawn from 1..8 (spec Table II), "
+                             f"got {self.versions}")
+        if self.window_ms is not None and self.versions != (CUSTOM_VERSION,):
+            raise ValueError(f"with window_ms set the recipe has the single version 0, "
+                             f"got versions={self.versions}")
+        if not self.fmin < self.fmax <= self.sample_rate / 2:
+            raise ValueError(f"need fmin < fmax <= sample_rate / 2, got fmin={self.fmin}, "
+                             f"fmax={self.fmax}, sample_rate={self.sample_rate}")
+        if self.hop_length < 1 or min(map(self.window_length, self.versions)) < 2:
+            raise ValueError(f"hop_ms and the windows must span at least 1 and 2 samples at "
+                             f"{self.sample_rate} Hz, got hop_ms={self.hop_ms}")
+        for version in self.versions:
+            if self.fft_length(version) < self.window_length(version):
+                raise ValueError(f"n_fft={self.n_fft} is shorter than version {version}'s "
+                                 f"window of {self.window_length(version)} samples")
+            if self.fft_length(version) > self.n_samples:
+                raise ValueError(f"duration_s={self.duration_s} is shorter than version "
+                                 f"{version}'s FFT of {self.fft_length(version)} samples")
+        frames = {version: self.n_frames(version) for version in self.versions}
+        if len(set(frames.values())) > 1:
+            raise ValueError(f"every version must give the same frame count, got frames per "
+                             f"version {frames}; use center=True or a single version")
+        return self
 
+    @property
+    def n_samples(self) -> int:
+        return round(self.duration_s * self.sample_rate)
 
-@lru_cache(maxsize=64)
-def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float,
-                   htk: bool, slaney_norm: bool, device: str) -> MelFilterbank:
-    """librosa's Mel matrix for these parameters on `device`, built once per process.
+    @property
+    def hop_length(self) -> int:
+        return round(self.hop_ms * self.sample_rate / 1000)
 
-    Short FFTs leave the lowest bands without an FFT bin (e.g. 64 HTK bands at n_fft 240);
-    those bands are all-zero, as in any triangular-filter implementation, and end up at the
-    log floor, so librosa's warning about them is silenced.
-    """
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Empty filters detected")
-        matrix = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin,
-                                     fmax=fmax, htk=htk, norm="slaney" if slaney_norm else None)
-    return MelFilterbank.from_matrix(matrix, device)
+    def window_length(self, version: int) -> int:
+        """Window samples of a version: (10 + 5v) ms, or window_ms for the custom version 0."""
+        window_ms = 10 + 5 * version if self.window_ms is None else self.window_ms
+        return round(window_ms * self.sample_rate / 1000)
 
+    def fixed_length(self, waveform: np.ndarray) -> np.ndarray:
+        """The waveform centre-padded or cropped to `n_samples` (spec §1.2 step 2)."""
+        return center_pad_or_crop(waveform, self.n_samples, self.odd_sample)
 
-@lru_cache(maxsize=64)
-def analysis_window(name: WindowName, length: int, device: str) -> torch.Tensor:
-    """Periodic (DFT-even) window of `length` samples: MATLAB's `hamming(W, 'periodic')` and
-    scipy's `get_window(name, W, fftbins=True)`, which librosa uses."""
-    make = torch.hamming_window if name == "hamming" else torch.hann_window
-    return make(length, periodic=True, dtype=torch.float32, device=device)
+    def fft_length(self, version: int) -> int:
+        return self.n_fft or self.window_length(version)
 
+    def n_frames(self, version: int) -> int:
+        if self.center:
+            return centered_frame_count(self.n_samples, self.fft_length(version), self.hop_length)
+        return 1 + (self.n_samples - self.fft_length(version)) // self.hop_length
 
-def power_spectrogram(signals: torch.Tensor, *, n_fft: int, hop_length: int, win_length: int,
-                      window: WindowName, center: bool, pad_mode: PadMode,
-                      power: float = 2.0) -> torch.Tensor:
-    """|STFT|^power of each row (2: power, 1: magnitude), frame-major:
-    (B, L) → (B, frames, n_fft // 2 + 1).
+    def variant_values(self) -> list[int | None]:
+        return list(self.versions)
 
-    torch.stft stores its (B, bins, frames) result frame-major, so staying in that layout keeps
-    the later passes over memory contiguous (≈ 1.7× faster on CPU). A window shorter than n_fft
-    is zero-padded to n_fft around its centre, as in librosa.
-    """
-    spectrum = torch.stft(signals, n_fft=n_fft, hop_length=hop_length, win_length=win_length,
-                          window=analysis_window(window, win_length, str(signals.device)),
-                          center=center, pad_mode=pad_mode, return_complex=True).transpose(1, 2)
-    squared = spectrum.real.square() + spectrum.imag.square()
-    return squared if power == 2 else squared.pow(power / 2)
+    def feature_shape(self) -> tuple[int, ...]:
+        return self.n_mels, self.n_frames(self.versions[0])
+
+    def _featurize(self, waveforms: list[np.ndarray], device: str) -> list[list[FeatureItem]]:
+        fixed = np.stack([self.fixed_length(waveform) for waveform in waveforms])
+        spectra = log_mel_spectrograms(self, fixed, device)
+        return [[FeatureItem(version, None, spectra[index, row])
+                 for index, version in enumerate(self.versions)]
+                for row in range(len(waveforms))]
 
 
 @torch.inference_mode()
@@ -188,7 +197,6 @@ def librosa_log_mel(waveform: np.ndarray, recipe: LogMelRecipe, version: int) ->
     computed by librosa alone: the reference the torch path is held to, and the
     single-process baseline it is timed against.
 
-    >>> from ser_ray.features.recipes import LogMelRecipe
     >>> recipe = LogMelRecipe(versions=(3,))
     >>> wave = np.ones(16000, np.float32)
     >>> bool(np.allclose(librosa_log_mel(wave, recipe, 3),

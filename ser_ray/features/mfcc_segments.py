@@ -1,13 +1,10 @@
-"""MFCC of overlapping 1.8 s segments (ctmam input, spec §2.2), batched on torch.
+"""ctmam's input (spec §2.2): MFCC of overlapping 1.8 s segments, batched on torch.
 
 Reproduces librosa 0.8.1's `librosa.feature.mfcc(y=segment, sr=16000, n_mfcc=26)` as the
 authors' `process_IEMOCAP.py` called it: Hann-window power STFT (n_fft 2048, hop 512, centre
 padding in *reflect* mode — librosa ≥ 0.10 pads with zeros unless told), 128 Slaney Mel bands,
 `power_to_db(ref=1, amin=1e-10, top_db=80)` per segment, orthonormal DCT-II, first 26 rows.
-Also hosts the dB and DCT steps the spectral-vector recipes reuse.
 
->>> import numpy as np
->>> from ser_ray.features.recipes import MfccSegmentsRecipe
 >>> [m.shape for m in segment_mfccs(MfccSegmentsRecipe(), [np.ones(8000, np.float32)])]
 [(2, 26, 57)]
 """
@@ -15,17 +12,69 @@ Also hosts the dB and DCT steps the spectral-vector recipes reuse.
 from __future__ import annotations
 
 import math
-from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import Literal
 
 import numpy as np
-import scipy.fft
+import pydantic
 import torch
+from pydantic import Field
 
-from ser_ray.features.logmel import mel_filterbank, power_spectrogram, rows_per_call
+from ser_ray.features.dsp import (
+    centered_frame_count,
+    librosa_mel_power,
+    mfcc_from_mel_power,
+    power_spectrogram,
+    rows_per_call,
+)
+from ser_ray.features.recipe import FeatureItem, RecipeBase
 
-if TYPE_CHECKING:
-    from ser_ray.features.recipes import MfccSegmentsRecipe
+
+class MfccSegmentsRecipe(RecipeBase):
+    """ctmam (spec §2.2): 26 × 57 MFCC per 1.8 s segment, hop 0.2 s, short utterances tiled.
+
+    The authors compute the hop as int((1.8 − 1.6) · 16000), which floating point truncates to
+    3199 samples; the spec's 3200 is the default, hop_s = 0.1999375 reproduces 3199.
+    """
+
+    kind: Literal["mfcc_segments"] = "mfcc_segments"
+    sample_rate: int = Field(16000, gt=0, description="load rate [code]")
+    segment_s: float = Field(1.8, gt=0, description="segment length [code]")
+    hop_s: float = Field(0.2, gt=0, description="segment hop: 1.8 s with 1.6 s overlap [code]")
+    n_mfcc: int = Field(26, gt=0, description="cepstral coefficients kept [code]")
+    n_mels: int = Field(128, gt=0, description="Slaney Mel bands (librosa default) [code]")
+    n_fft: int = Field(2048, gt=0, description="STFT length, Hann window [librosa 0.8.1]")
+    hop_length: int = Field(512, gt=0, description="STFT hop [librosa 0.8.1]")
+    pad_mode: Literal["reflect", "constant"] = Field(
+        "reflect", description="centre padding; librosa 0.8.1 reflects, ≥ 0.10 pads zeros")
+    top_db: float | None = Field(80.0, gt=0, description="power_to_db floor below the "
+                                 "segment's peak [librosa]")
+    amin: float = Field(1e-10, gt=0, description="power_to_db amin [librosa]")
+
+    @pydantic.model_validator(mode="after")
+    def _check(self) -> MfccSegmentsRecipe:
+        if self.n_mfcc > self.n_mels:
+            raise ValueError(f"n_mfcc must not exceed n_mels, got n_mfcc={self.n_mfcc}, "
+                             f"n_mels={self.n_mels}")
+        if self.hop_samples < 1 or self.segment_samples <= self.n_fft // 2:
+            raise ValueError(f"segments must be longer than n_fft / 2 and the hop at least one "
+                             f"sample, got {self.segment_samples} and {self.hop_samples} samples")
+        return self
+
+    @property
+    def segment_samples(self) -> int:
+        return round(self.segment_s * self.sample_rate)
+
+    @property
+    def hop_samples(self) -> int:
+        return round(self.hop_s * self.sample_rate)
+
+    def feature_shape(self) -> tuple[int, ...]:
+        return self.n_mfcc, centered_frame_count(self.segment_samples, self.n_fft,
+                                                 self.hop_length)
+
+    def _featurize(self, waveforms: list[np.ndarray], device: str) -> list[list[FeatureItem]]:
+        return [[FeatureItem(None, index, segment) for index, segment in enumerate(mfccs)]
+                for mfccs in segment_mfccs(self, waveforms, device)]
 
 
 def tile_to_length(waveform: np.ndarray, length: int) -> np.ndarray:
@@ -48,48 +97,6 @@ def cut_segments(waveform: np.ndarray, length: int, hop: int) -> np.ndarray:
     [[0.0, 1.0, 2.0, 3.0], [2.0, 3.0, 4.0, 5.0]]
     """
     return np.lib.stride_tricks.sliding_window_view(waveform, length)[::hop]
-
-
-@lru_cache(maxsize=16)
-def dct_matrix(n_mels: int, n_mfcc: int, device: str) -> torch.Tensor:
-    """Orthonormal DCT-II over `n_mels` bands, first `n_mfcc` coefficients, transposed for
-    frame-major input: (n_mels, n_mfcc)."""
-    basis = scipy.fft.dct(np.eye(n_mels), type=2, norm="ortho", axis=0)[:n_mfcc]
-    return torch.from_numpy(basis.T.astype(np.float32)).to(device)
-
-
-def power_to_db(power: torch.Tensor, *, amin: float, top_db: float | None,
-                valid_frames: torch.Tensor | None = None) -> torch.Tensor:
-    """librosa's `power_to_db(ref=1.0)` per row of a frame-major (B, frames, bands) tensor.
-
-    The top_db floor is relative to each row's peak, taken over `valid_frames` (a (B, frames)
-    bool mask) when rows are zero-padded past their end; amin keeps silence finite.
-    """
-    db = 10.0 * torch.log10(torch.clamp(power, min=amin))
-    if top_db is None:
-        return db
-    masked = db if valid_frames is None else db.masked_fill(~valid_frames[:, :, None], -torch.inf)
-    peak = masked.amax(dim=(1, 2), keepdim=True)
-    return torch.maximum(db, peak - top_db)
-
-
-def librosa_mel_power(power: torch.Tensor, *, sample_rate: int, n_fft: int,
-                      n_mels: int) -> torch.Tensor:
-    """librosa's default Mel projection (Slaney scale and norm, 0..sr/2) of a power STFT.
-
-    (B, frames, n_fft // 2 + 1) → (B, frames, n_mels).
-    """
-    mel = mel_filterbank(sample_rate, n_fft, n_mels, 0.0, sample_rate / 2, False, True,
-                         str(power.device))
-    return mel(power)
-
-
-def mfcc_from_mel_power(mel_power: torch.Tensor, *, n_mfcc: int, amin: float,
-                        top_db: float | None,
-                        valid_frames: torch.Tensor | None = None) -> torch.Tensor:
-    """dB then orthonormal DCT-II over the bands: (B, frames, n_mels) → (B, frames, n_mfcc)."""
-    db = power_to_db(mel_power, amin=amin, top_db=top_db, valid_frames=valid_frames)
-    return torch.matmul(db, dct_matrix(mel_power.shape[2], n_mfcc, str(mel_power.device)))
 
 
 @torch.inference_mode()

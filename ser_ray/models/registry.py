@@ -12,16 +12,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
-import pydantic
 from torch import nn
 
 from ser_ray.errors import UserError
+from ser_ray.schema import StrictModel, validate
 
 
-class ModelOptions(pydantic.BaseModel):
+class ModelOptions(StrictModel):
     """Base of every model's options: strict (no unknown keys) and immutable."""
-
-    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
 
 
 class SerModel(nn.Module, metaclass=ABCMeta):
@@ -91,36 +89,14 @@ def model_class(name: str) -> type[SerModel]:
 
 
 def parse_options(name: str, options: dict[str, Any]) -> ModelOptions:
-    """Validate options for model `name`, turning pydantic's report into a user error."""
-    options_class = model_class(name).options_class
-    try:
-        return options_class(**options)
-    except pydantic.ValidationError as error:
-        raise UserError(_describe_option_errors(name, options_class, error)) from error
-
-
-def _describe_option_errors(
-    name: str, options_class: type[ModelOptions], error: pydantic.ValidationError
-) -> str:
-    allowed = ", ".join(options_class.model_fields)
-    problems = []
-    for detail in error.errors():
-        option = ".".join(str(part) for part in detail["loc"]) or "(options)"
-        if detail["type"] == "extra_forbidden":
-            problems.append(f"unknown option {option!r}; options of {name!r}: {allowed}")
-        else:
-            problems.append(
-                f"option {option!r} = {detail.get('input')!r}: {detail['msg']}"
-            )
-    return f"model {name!r}: " + "; ".join(problems)
+    """Validate options for model `name`; a bad option is a user error naming the valid ones."""
+    return validate(model_class(name).options_class, options, f"model {name!r}",
+                    noun="option", allowed=f"options of {name!r}")
 
 
 def build(name: str, num_classes: int, **options: Any) -> SerModel:
     """Instantiate registered model `name` with validated options."""
-    if num_classes < 2:
-        raise UserError(f"num_classes must be at least 2, got {num_classes}")
-    parsed = parse_options(name, options)
-    return model_class(name)(num_classes, parsed)  # type: ignore[call-arg]
+    return ResolvedModel(name, parse_options(name, options)).build(num_classes)
 
 
 def preset(preset_name: str) -> SerModel:
@@ -149,28 +125,44 @@ def family(name: str) -> str:
     return name
 
 
-def resolve(name: str, feature_shape: tuple[int, ...],
-            **options: Any) -> tuple[str, dict[str, Any]]:
-    """(model name, options) for a model or preset name, sized to the features.
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A registered model with its options validated: what builds the network."""
+
+    family: str
+    options: ModelOptions
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return model_class(self.family).input_shape(self.options)
+
+    def build(self, num_classes: int) -> SerModel:
+        if num_classes < 2:
+            raise UserError(f"num_classes must be at least 2, got {num_classes}")
+        return model_class(self.family)(num_classes, self.options)  # type: ignore[call-arg]
+
+
+def resolve(name: str, feature_shape: tuple[int, ...], **options: Any) -> ResolvedModel:
+    """A model or preset name with options, sized to the features and validated once.
 
     Precedence: a preset's options, then the sizes the features imply, then `options`. The
     features must fill the model's input exactly (a missing channel axis is added).
 
-    >>> resolve("eca_cnn-k4-eca56", (64, 301))[1]["n_frames"]
+    >>> resolve("eca_cnn-k4-eca56", (64, 301)).options.n_frames
     301
     """
     if name in PRESETS:
         chosen = PRESETS[name]
         name, options = chosen.model, {**chosen.options, **options}
-    resolved = {**options}
+    sized = {**options}
     for option, value in model_class(name).input_options(tuple(feature_shape)).items():
-        resolved.setdefault(option, value)
-    expected = input_shape(name, **resolved)
-    if math.prod(expected) != math.prod(feature_shape):
-        raise UserError(f"model {name!r} with these options takes inputs of shape {expected}, "
-                        f"but the features are {tuple(feature_shape)}; set its size options "
-                        f"to match or choose another feature recipe")
-    return name, resolved
+        sized.setdefault(option, value)
+    resolved = ResolvedModel(name, parse_options(name, sized))
+    if math.prod(resolved.input_shape) != math.prod(feature_shape):
+        raise UserError(f"model {name!r} with these options takes inputs of shape "
+                        f"{resolved.input_shape}, but the features are {tuple(feature_shape)}; "
+                        f"set its size options to match or choose another feature recipe")
+    return resolved
 
 
 def count_parameters(model: nn.Module) -> int:

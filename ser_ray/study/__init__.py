@@ -1,10 +1,10 @@
 """Study stage: a YAML study (search or ablation) run on Ray Tune into an experiment directory.
 
-Running needs Ray (`ser_ray.study.run`); loading a study and reading its ledger do not, so
-this package imports neither Ray nor torch.
+Running needs Ray (`ser_ray.study.run`); loading and validating a study does not, so what
+this package exports imports neither Ray nor torch. The records a study writes are
+`ser_ray.experiment`'s.
 """
 
-from ser_ray.study.ledger import append_units, read_ledger, recorded_units
 from ser_ray.study.schema import StudyConfig, load_study
 
-__all__ = ["StudyConfig", "append_units", "load_study", "read_ledger", "recorded_units"]
+__all__ = ["StudyConfig", "load_study"]

@@ -8,8 +8,7 @@ import torch
 
 from ser_ray import models
 from ser_ray.errors import UserError
-from ser_ray.features.recipes import parse_recipe
-from ser_ray.study.design import check_study, resolve
+from ser_ray.study.design import check_study
 from ser_ray.study.schema import StudyConfig
 from ser_ray.study.storage import storage_child
 
@@ -33,7 +32,7 @@ def describe_plan(study: StudyConfig) -> str:
     variants = check_study(study)
     folds = fold_count(study)
     if study.search is not None:
-        configurations = study.budget.trials or study.search.grid_size()
+        configurations = study.planned_trials
         what = [f"search: {configurations} trials, sampler {study.search.sampler}, scheduler "
                 f"{study.search.scheduler.kind}"]
         what += [f"  {name}: {parameter.model_dump(exclude_defaults=True)}"
@@ -43,13 +42,11 @@ def describe_plan(study: StudyConfig) -> str:
         configurations = len(variants)
         what = [f"ablation ({study.ablation.design}): {configurations} variants"]
         for variant in variants:
-            configuration = resolve(study, variant.changes)
-            recipe = parse_recipe(study.features[configuration.feature_set].recipe)
-            name, options = models.resolve(configuration.model, recipe.feature_shape(),
-                                           **configuration.model_options)
-            parameters = models.count_parameters(
-                models.build(name, len(study.selection.labels), **options))
-            what.append(f"  {variant.name}: {variant.changes or '(the baseline)'} — "
+            configuration = variant.configuration
+            parameters = models.count_parameters(models.build(
+                configuration.family, len(study.selection.labels),
+                **configuration.model_options))
+            what.append(f"  {variant.name}: {configuration.changes or '(the baseline)'} — "
                         f"{parameters:,} parameters")
     resources = study.resources
     cpus, gpus = os.cpu_count() or 1, torch.cuda.device_count()

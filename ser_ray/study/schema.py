@@ -12,18 +12,22 @@ from __future__ import annotations
 import math
 import urllib.parse
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import pydantic
 import yaml
 from pydantic import Field
 
 from ser_ray.errors import UserError
+from ser_ray.experiment.configuration import encode_choice
+from ser_ray.experiment.study_record import Objective
 from ser_ray.schema import StrictModel, set_dotted, validate
+
+if TYPE_CHECKING:
+    from optuna.distributions import BaseDistribution
 
 # URI schemes pyarrow.fs.FileSystem.from_uri (how Ray resolves storage) accepts.
 STORAGE_SCHEMES = ("file", "s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss")
-OBJECTIVE_METRICS = ("unweighted_accuracy", "weighted_accuracy", "ua_wa_mean", "macro_f1")
 Scalar = str | int | float | bool | None
 
 
@@ -82,12 +86,6 @@ class FeatureSetSpec(StrictModel):
 class ModelSpec(StrictModel):
     name: str = Field(description="model or preset (ser-ray models)")
     options: dict[str, Any] = Field(default_factory=dict)
-
-
-class Objective(StrictModel):
-    metric: Literal["unweighted_accuracy", "weighted_accuracy", "ua_wa_mean", "macro_f1"] = \
-        "unweighted_accuracy"
-    mode: Literal["max", "min"] = "max"
 
 
 class Budget(StrictModel):
@@ -187,6 +185,23 @@ class Parameter(StrictModel):
             step = int(self.step or 1)
             return list(range(int(self.low), int(self.high) + 1, step))  # type: ignore[arg-type]
         return None
+
+    def distribution(self) -> BaseDistribution:
+        """The Optuna distribution it samples from; list choices as `encode_choice` text.
+
+        >>> Parameter(type="categorical", choices=[[], [5, 6]]).distribution()
+        CategoricalDistribution(choices=('json:[]', 'json:[5, 6]'))
+        """
+        from optuna import distributions  # lazily: validating a study needs no Optuna
+
+        if self.type == "categorical":
+            return distributions.CategoricalDistribution(
+                [encode_choice(choice) for choice in self.choices or ()])
+        if self.type == "int":
+            return distributions.IntDistribution(int(self.low), int(self.high),  # type: ignore
+                                                 log=self.log, step=int(self.step or 1))
+        return distributions.FloatDistribution(float(self.low), float(self.high),  # type: ignore
+                                               log=self.log, step=self.step)
 
 
 class Scheduler(StrictModel):
@@ -297,7 +312,8 @@ class StudyConfig(StrictModel):
         "family to name (searches across models)")
     model: ModelSpec
     train: dict[str, Any] = Field(default_factory=dict, description="training settings over the "
-                                  "model's paper training (ser_ray.train.TrainConfig fields)")
+                                  "model's paper training (ser_ray.experiment.TrainConfig "
+                                  "fields)")
     objective: Objective = Field(default_factory=Objective)
     budget: Budget
     resources: Resources = Field(default_factory=Resources)
@@ -355,6 +371,12 @@ class StudyConfig(StrictModel):
     @property
     def design(self) -> str:
         return "search" if self.ablation is None else self.ablation.design
+
+    @property
+    def planned_trials(self) -> int:
+        """A search's trials: its budget, or every configuration of its grid."""
+        assert self.search is not None
+        return self.budget.trials or self.search.grid_size()
 
 
 def load_study(path: Path, overrides: dict[str, Any] | None = None) -> StudyConfig:

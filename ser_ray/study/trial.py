@@ -1,4 +1,5 @@
-"""The Tune function trainable: one configuration × seed, its folds trained in lock-step.
+"""The Tune function trainable: one trial plan (a configuration × seed), its folds trained in
+lock-step.
 
 With one worker the folds train inside the trial process (no Train start-up toll, the same
 loop); with more workers the trial launches a TorchTrainer whose rank 0 reports through
@@ -8,8 +9,6 @@ scheduler prunes on plus every fold's record, and a checkpoint a retried trial r
 
 from __future__ import annotations
 
-import functools
-import json
 import sys
 import traceback
 from dataclasses import dataclass
@@ -20,98 +19,68 @@ import torch
 from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
 
-from ser_ray.study.design import Configuration, config_hash, resolve
-from ser_ray.study.ledger import read_ledger, unit_rows
-from ser_ray.study.schema import StudyConfig
+from ser_ray.errors import UserError
+from ser_ray.experiment import read_ledger, unit_rows
+from ser_ray.study.schema import Resources
 from ser_ray.study.storage import TRAIN_DIR, storage_child
+from ser_ray.study.units import TrialPlan
 from ser_ray.train.config import ModelChoice, TrainJob
 from ser_ray.train.loop import LockstepRun
 from ser_ray.train.ray_train import quiet_report_logs, train_folds_on_ray
 from ser_ray.train.results import Record, epoch_summary
 
-UNIT_KEY = "unit"
+# The Tune config key of a trial's plan, as JSON text (one flat value in Tune's logs).
+PLAN_KEY = "plan"
 # The result key a replaying trial reports: the variant whose recorded epochs it reports.
 REPLAY_KEY = "replay_of"
-# Non-scalar choices (e.g. ECA block lists) travel through Optuna as JSON text.
-JSON_PREFIX = "json:"
 # Marks the unraisable-exception hook that drops a stopped trial's SystemExit.
 IGNORES_EXIT = "ser_ray_ignores_exit"
 
 
 @dataclass(frozen=True)
 class TrialContext:
-    """What every trial of a study needs, shipped once with `tune.with_parameters`."""
+    """What every trial of a study needs besides its plan, shipped once with
+    `tune.with_parameters`."""
 
-    study_json: str
     manifest: str
     folds: str
     caches: dict[str, str]
-    fold_indices: tuple[int, ...]
     experiment_dir: str
     storage: str
-    data_identity: dict[str, Any]
-
-    @functools.cached_property
-    def study(self) -> StudyConfig:
-        return StudyConfig.model_validate_json(self.study_json)
+    resources: Resources
+    replay_recorded: bool
 
 
-@dataclass(frozen=True)
-class TrialUnit:
-    """The configuration changes, seed and folds one trial trains."""
-
-    changes: dict[str, Any]
-    seed: int
-    folds: tuple[int, ...]
-    variant: str | None
+def trial_plan(config: dict[str, Any]) -> TrialPlan:
+    return TrialPlan.model_validate_json(config[PLAN_KEY])
 
 
-def trial_unit(config: dict[str, Any], fold_indices: tuple[int, ...]) -> TrialUnit:
-    """An ablation trial carries its unit; a search trial's config is the sampled values."""
-    if UNIT_KEY in config:
-        unit = config[UNIT_KEY]
-        return TrialUnit(unit["changes"], unit["seed"], tuple(unit["folds"]), unit["variant"])
-    return TrialUnit(decode_sampled(config), 0, fold_indices, None)
-
-
-def decode_sampled(config: dict[str, Any]) -> dict[str, Any]:
-    return {key: json.loads(value.removeprefix(JSON_PREFIX))
-            if isinstance(value, str) and value.startswith(JSON_PREFIX) else value
-            for key, value in config.items()}
-
-
-def encode_choice(value: Any) -> Any:
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    return JSON_PREFIX + json.dumps(value, sort_keys=True)
-
-
-def build_job(context: TrialContext, unit: TrialUnit,
-              configuration: Configuration) -> TrainJob:
+def build_job(context: TrialContext, plan: TrialPlan) -> TrainJob:
+    configuration = plan.configuration
+    if configuration is None:
+        raise UserError(plan.error or "the trial's configuration could not be resolved")
     return TrainJob(manifest=Path(context.manifest), folds=Path(context.folds),
                     cache=Path(context.caches[configuration.feature_set]),
-                    model=ModelChoice(name=configuration.model,
+                    model=ModelChoice(name=configuration.family,
                                       options=configuration.model_options),
-                    train=configuration.train, fold_indices=unit.folds)
+                    train=configuration.train, seed=plan.seed, fold_indices=plan.folds)
 
 
-def _replay_recorded(context: TrialContext, unit: TrialUnit,
-                     configuration: Configuration) -> bool:
+def _replay_recorded(context: TrialContext, plan: TrialPlan) -> bool:
     """A configuration the sampler proposes again (TPE repeats itself on small categorical
     spaces) is not trained again: its recorded epochs are reported as they were, so the
     search and the scheduler see its value, and the driver records no unit for it."""
-    digest = config_hash(configuration, context.data_identity)
-    ledger = unit_rows(read_ledger(Path(context.experiment_dir)))
-    recorded = {int(row["fold"]): row for row in ledger
-                if row["config_hash"] == digest and int(row["seed"]) == unit.seed
-                and row["status"] in ("finished", "pruned")}
-    if set(unit.folds) - set(recorded):
+    recorded = {row.fold: row for row in unit_rows(read_ledger(Path(context.experiment_dir)))
+                if row.config_hash == plan.config_hash and row.seed == plan.seed
+                and row.status in ("finished", "pruned")}
+    if set(plan.folds) - set(recorded):
         return False
-    rows = [recorded[fold] for fold in unit.folds]
-    for epoch_index in range(min(len(row["history"]) for row in rows)):
-        records = [{**row["history"][epoch_index], "fold": row["fold"]} for row in rows]
-        tune.report({**epoch_summary(records), "parameters": rows[0]["parameters"],
-                     "fold_records": records, REPLAY_KEY: rows[0]["variant"]})
+    rows = [recorded[fold] for fold in plan.folds]
+    for epoch_index in range(min(len(row.history) for row in rows)):
+        records = [{**row.history[epoch_index].model_dump(mode="json"), "fold": row.fold}
+                   for row in rows]
+        tune.report({**epoch_summary(records), "parameters": rows[0].parameters,
+                     "fold_records": records, REPLAY_KEY: rows[0].variant})
     return True
 
 
@@ -126,7 +95,7 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     path = error_file(Path(context.experiment_dir), tune.get_context().get_trial_id())
     path.unlink(missing_ok=True)  # an earlier attempt's error is not this attempt's
     try:
-        _train(config, context)
+        _train(trial_plan(config), context)
     except Exception:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(traceback.format_exc())
@@ -152,14 +121,12 @@ def ignore_exit_while_collecting() -> None:
     sys.unraisablehook = hook
 
 
-def _train(config: dict[str, Any], context: TrialContext) -> None:
+def _train(plan: TrialPlan, context: TrialContext) -> None:
     quiet_report_logs()
-    unit = trial_unit(config, context.fold_indices)
-    configuration = resolve(context.study, unit.changes, seed=unit.seed)
-    if context.study.search is not None and _replay_recorded(context, unit, configuration):
+    job = build_job(context, plan)
+    if context.replay_recorded and _replay_recorded(context, plan):
         return
-    job = build_job(context, unit, configuration)
-    resources = context.study.resources
+    resources = context.resources
     if resources.workers > 1:
         train_folds_on_ray(
             job, storage_path=storage_child(context.storage, TRAIN_DIR),

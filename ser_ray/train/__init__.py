@@ -2,8 +2,7 @@
 (`ser_ray.train.ray_train.train_folds_on_ray`, not imported here so this package loads
 without Ray)."""
 
-from ser_ray.train.config import ModelChoice, TrainConfig, TrainJob, paper_training
+from ser_ray.train.config import ModelChoice, TrainJob
 from ser_ray.train.loop import RunOutcome, train_folds
 
-__all__ = ["ModelChoice", "RunOutcome", "TrainConfig", "TrainJob", "paper_training",
-           "train_folds"]
+__all__ = ["ModelChoice", "RunOutcome", "TrainJob", "train_folds"]

@@ -28,8 +28,9 @@ from torch import nn
 
 from ser_ray import models
 from ser_ray.errors import UserError
+from ser_ray.experiment import TrainConfig
 from ser_ray.train import metrics
-from ser_ray.train.config import TrainConfig, TrainJob
+from ser_ray.train.config import TrainJob
 from ser_ray.train.data import FoldData, FoldSplits, Split, Standardizer
 from ser_ray.train.losses import inverse_frequency_weights, make_loss, mixup_batch, mixup_loss
 from ser_ray.train.results import Record, run_summary, select_epoch
@@ -62,7 +63,8 @@ class DdpGroup:
 class FoldTrainer:
     """One fold's model, optimiser, schedule, loss and random state."""
 
-    def __init__(self, data: FoldData, splits: FoldSplits, job: TrainJob, device: torch.device,
+    def __init__(self, data: FoldData, splits: FoldSplits, job: TrainJob,
+                 model: models.ResolvedModel, device: torch.device,
                  ddp: DdpGroup | None = None) -> None:
         self.config = job.train
         self.data = data
@@ -72,18 +74,15 @@ class FoldTrainer:
         self.ddp = ddp
         self.resume_key = job.resume_key()
         torch_seed, numpy_seed = np.random.SeedSequence(
-            [self.config.seed, self.fold_index]).generate_state(2)
+            [job.seed, self.fold_index]).generate_state(2)
         self.generator = np.random.default_rng(int(numpy_seed))
-        self.model_name, self.model_options = models.resolve(
-            job.model.name, data.feature_shape, **job.model.options)
         self.num_classes = len(data.label_names)
         self.rng_state = torch.Generator().manual_seed(int(torch_seed)).get_state()
         self.cuda_rng_state = _cuda_rng_state(device, int(torch_seed))
         with self._own_rng():
-            self.module = models.build(self.model_name, self.num_classes,
-                                       **self.model_options).to(device)
+            self.module = model.build(self.num_classes).to(device)
         self.parameters = models.count_parameters(self.module)
-        self.input_shape = models.input_shape(self.model_name, **self.model_options)
+        self.input_shape = model.input_shape
         self.model: nn.Module = self.module if ddp is None else \
             nn.parallel.DistributedDataParallel(self.module, process_group=ddp.process_group)
         self.optimizer = _optimizer(self.module, self.config)
@@ -266,9 +265,13 @@ class LockstepRun:
         if job.train.deterministic and self.device.type == "cuda":
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(job.train.deterministic)
+        # Validated once for every fold: the options as given, sized to the cache's features.
+        self.model = models.resolve(job.model.name, self.data.feature_shape,
+                                    **job.model.options)
         chosen = fold_indices if fold_indices is not None else self.data.job_folds
-        self.trainers = [FoldTrainer(self.data, self.data.splits(index), job, self.device,
-                                     (ddp_groups or {}).get(index)) for index in chosen]
+        self.trainers = [FoldTrainer(self.data, self.data.splits(index), job, self.model,
+                                     self.device, (ddp_groups or {}).get(index))
+                         for index in chosen]
 
     @property
     def epoch(self) -> int:
@@ -321,10 +324,10 @@ class LockstepRun:
 
     def describe(self) -> dict[str, Any]:
         """What the run is, for summaries, ledgers and the saved predictor."""
-        first = self.trainers[0]
         return {
-            "model": first.model_name, "model_options": first.model_options,
-            "parameters": first.parameters, "label_names": list(self.data.label_names),
+            "model": self.model.family,
+            "model_options": self.model.options.model_dump(mode="json"),
+            "parameters": self.trainers[0].parameters, "label_names": list(self.data.label_names),
             "recipe": self.data.recipe, "feature_shape": list(self.data.feature_shape),
             "test_version": self.data.test_version,
             "train_versions": list(self.data.train_versions or []),

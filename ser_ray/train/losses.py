@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from typing import Literal
 
 import numpy as np
-import pydantic
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from ser_ray.experiment import LossOptions
 
 LossFunction = Callable[[Tensor, Tensor], Tensor]
 
@@ -146,53 +146,6 @@ def mixup_loss(
 ) -> Tensor:
     """λ·loss_fn(ŷ, y_a) + (1 − λ)·loss_fn(ŷ, y_b), for logits of a `mixup_batch` input."""
     return lam * loss_fn(logits, targets_a) + (1.0 - lam) * loss_fn(logits, targets_b)
-
-
-class LossOptions(pydantic.BaseModel):
-    """The training loss, from config. Mixup acts on inputs, so the training loop applies it:
-    when `mixup_alpha > 0`, `mixup_batch` before the forward pass and `mixup_loss` around
-    the function `make_loss` returns."""
-
-    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
-
-    kind: Literal["ce", "weighted_ce", "focal"] = pydantic.Field(
-        "ce",
-        description="'ce' [spec §2.5, §3.4]; 'weighted_ce' = CE with inverse-frequency class "
-        "weights; 'focal' = focal loss [spec §1.5]",
-    )
-    gamma: float = pydantic.Field(
-        2.0, ge=0.0, description="focal exponent γ; 2 [DEFAULT, spec §1.5]; focal only"
-    )
-    focal_alpha: Literal["inverse_frequency", "uniform"] = pydantic.Field(
-        "inverse_frequency",
-        description="focal class weights α: N / (K·N_c) [DEFAULT, spec §1.5] or all ones",
-    )
-    mixup_alpha: float = pydantic.Field(
-        0.0, ge=0.0, description="mixup Beta(α, α) parameter; 0 = off; CTMAM 0.2 [spec §2.5]"
-    )
-    label_smoothing: float = pydantic.Field(
-        0.0,
-        ge=0.0,
-        lt=1.0,
-        description="label smoothing of (weighted) CE; CTMAM code 0.2 "
-        "without mixup (inactive by default) [spec §2.5]",
-    )
-
-    @pydantic.model_validator(mode="after")
-    def _smoothing_only_for_cross_entropy(self) -> LossOptions:
-        if self.kind == "focal" and self.label_smoothing > 0:
-            raise ValueError(
-                f"label_smoothing applies to 'ce' and 'weighted_ce', not to 'focal', "
-                f"got label_smoothing={self.label_smoothing}"
-            )
-        return self
-
-    @property
-    def needs_class_weights(self) -> bool:
-        """Whether `make_loss` needs the training fold's `inverse_frequency_weights`."""
-        return self.kind == "weighted_ce" or (
-            self.kind == "focal" and self.focal_alpha == "inverse_frequency"
-        )
 
 
 def make_loss(options: LossOptions, class_weights: Tensor | None = None) -> LossFunction:

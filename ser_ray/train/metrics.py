@@ -26,10 +26,6 @@ from typing import Any
 
 import numpy as np
 
-METRIC_NAMES: tuple[str, ...] = (
-    "unweighted_accuracy", "weighted_accuracy", "ua_wa_mean", "macro_f1",
-)
-
 
 def confusion_matrix(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndarray,
                      num_classes: int) -> np.ndarray:

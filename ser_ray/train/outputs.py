@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ser_ray.report.plots import plot_confusion, plot_learning_curves
+from ser_ray.plots import plot_confusion, plot_learning_curves
 from ser_ray.train.loop import RunOutcome
 from ser_ray.train.results import metrics_frame, selected_records
 

@@ -10,6 +10,7 @@ checkpoint. Re-running with the same storage path and name resumes from the last
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import logging
 from collections.abc import Sequence
@@ -35,6 +36,9 @@ from ser_ray.train.loop import (
     resolve_device,
 )
 from ser_ray.train.results import Record, epoch_summary, format_epoch
+
+REPORT_LOGGERS = ("ray.train._internal.storage", "ray.train.v2._internal.execution.storage")
+REPORT_CONTEXT_MODULE = "ray.train.v2._internal.execution.context"
 
 
 @dataclass(frozen=True)
@@ -81,14 +85,19 @@ def _ddp_groups(plans: list[WorkerPlan], rank: int) -> dict[int, DdpGroup]:
     return groups
 
 
-def quiet_report_logs() -> None:
-    """Ray logs every report with its whole metrics dict (all fold records) and every
-    checkpoint at INFO; one line per epoch and fold would bury the progress lines."""
-    from ray.train._internal import storage as tune_storage
-    from ray.train.v2._internal.execution import context, storage
+def report_logger_names() -> list[str]:
+    """The loggers through which Ray Train logs every report with its whole metrics dict (all
+    fold records) and every checkpoint at INFO. They live in Ray's private modules, whose
+    layout the pinned Ray range fixes; found by name, nothing private is imported, and a test
+    fails when a Ray release moves them. The execution context names its logger by its file
+    path, not its module name."""
+    context = importlib.util.find_spec(REPORT_CONTEXT_MODULE)
+    return [*REPORT_LOGGERS, *([context.origin] if context and context.origin else [])]
 
-    # The execution context names its logger by file path, not module name.
-    for name in (context.__file__, storage.__name__, tune_storage.__name__):
+
+def quiet_report_logs() -> None:
+    """One line per epoch and fold would bury the progress lines: reports log at WARNING."""
+    for name in report_logger_names():
         logging.getLogger(name).setLevel(logging.WARNING)
 
 

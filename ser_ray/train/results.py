@@ -1,6 +1,6 @@
 """Per-epoch fold records → epoch selection, fold-mean reports, summaries and metric tables.
 
-Pure numpy/pandas: the training loop, the Ray paths, the study ledger and the report all read
+Pure numpy/pandas: the training loop, the Ray paths and the study's ledger writer all read
 the same records through these functions, so a number means the same thing everywhere.
 
 A fold record is the JSON-ready dict one fold produces per epoch:
@@ -16,10 +16,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ser_ray.train.metrics import METRIC_NAMES, pooled, report
+from ser_ray.experiment.metrics import METRIC_NAMES
+from ser_ray.experiment.training import OPTIMISTIC_RULE
+from ser_ray.train.metrics import pooled, report
 
 SELECTION_METRIC = "ua_wa_mean"
-OPTIMISTIC_RULE = "best-test"
 Record = dict[str, Any]
 
 

@@ -46,7 +46,9 @@ IEMOCAP_CODE = {"neutral": "neu", "angry": "ang", "sad": "sad", "happy": "hap", 
 @pytest.fixture(scope="module")
 def file_lists() -> pd.DataFrame:
     if not FILE_LISTS.is_file():
-        pytest.fail(f"{FILE_LISTS} is missing: the shared data folder must sit beside the repo")
+        # The lists are a project resource beside the repository, not part of a clone.
+        pytest.skip(f"the corpora's real file lists are not here ({FILE_LISTS} is absent): "
+                    f"put shared/data beside the repository to run these tests")
     return pd.read_csv(FILE_LISTS)
 
 

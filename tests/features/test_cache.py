@@ -12,13 +12,11 @@ import pytest
 from ser_ray.corpus.manifest import MANIFEST_COLUMNS
 from ser_ray.errors import UserError
 from ser_ray.features import cache, parse_augmentation
-from ser_ray.features.recipes import (
-    LogMelRecipe,
-    MfccSegmentsRecipe,
-    RecipeBase,
-    SpectralStatsRecipe,
-    ZcrMfccVectorRecipe,
-)
+from ser_ray.features.logmel import LogMelRecipe
+from ser_ray.features.mfcc_segments import MfccSegmentsRecipe
+from ser_ray.features.recipe import RecipeBase
+from ser_ray.features.spectral_stats import SpectralStatsRecipe
+from ser_ray.features.zcr_mfcc_vector import ZcrMfccVectorRecipe
 
 # One valid alternative value per field. A single version keeps `center=False` valid on its
 # own (several versions would then need equal frame counts).

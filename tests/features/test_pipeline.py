@@ -28,9 +28,11 @@ from ser_ray.errors import UserError
 from ser_ray.features import cache, load_features, parse_augmentation
 from ser_ray.features.audio import load_waveform
 from ser_ray.features.augment import apply_augmentation
+from ser_ray.features.featurize import build_features_here, feature_schema
 from ser_ray.features.leakage import derived_utterance_id
-from ser_ray.features.pipeline import build_features, feature_schema
-from ser_ray.features.recipes import LogMelRecipe, MfccSegmentsRecipe
+from ser_ray.features.logmel import LogMelRecipe
+from ser_ray.features.mfcc_segments import MfccSegmentsRecipe
+from ser_ray.features.pipeline import build_features
 from ser_ray.synth import SynthConfig, write_synthetic_iemocap
 
 FEATURE_ATOL = 1e-5
@@ -78,6 +80,21 @@ def decoded(manifest_path: Path) -> dict[str, np.ndarray]:
     manifest = read_manifest(manifest_path)
     return {uid: load_waveform(path, 16000)
             for uid, path in zip(manifest["utterance_id"], manifest["path"])}
+
+
+def test_a_cache_built_without_ray_is_the_pipeline_s_cache(
+        manifest_path: Path, logmel_cache: cache.FeatureCache, tmp_path: Path) -> None:
+    here, hit = build_features_here(manifest_path, LogMelRecipe(), tmp_path,
+                                    [parse_augmentation(NOISE)], seed=0, batch_size=3)
+    assert not hit and here.path.name == logmel_cache.path.name
+    ignored = {"libraries", "manifest_path"}
+    assert {key: value for key, value in here.metadata.items() if key not in ignored} == \
+        {key: value for key, value in logmel_cache.metadata.items() if key not in ignored}
+    ours, theirs = (load_features(found.path) for found in (here, logmel_cache))
+    assert list(ours.utterance_ids) == list(theirs.utterance_ids)
+    np.testing.assert_array_equal(ours.features, theirs.features)
+    assert build_features(manifest_path, LogMelRecipe(), tmp_path,
+                          [parse_augmentation(NOISE)], seed=0)[1]  # a hit for Ray too
 
 
 # --- log-Mel rows, provenance, schema, metadata ----------------------------------------------

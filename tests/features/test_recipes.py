@@ -17,17 +17,13 @@ import pytest
 import torch
 
 from ser_ray.errors import UserError
-from ser_ray.features.logmel import center_pad_or_crop, librosa_log_mel, mel_filterbank
-from ser_ray.features.mfcc_segments import tile_to_length
-from ser_ray.features.recipes import (
-    FeatureItem,
-    LogMelRecipe,
-    MfccSegmentsRecipe,
-    SpectralStatsRecipe,
-    ZcrMfccVectorRecipe,
-    parse_recipe,
-    recipe_names,
-)
+from ser_ray.features.dsp import center_pad_or_crop, mel_filterbank
+from ser_ray.features.logmel import LogMelRecipe, librosa_log_mel
+from ser_ray.features.mfcc_segments import MfccSegmentsRecipe, tile_to_length
+from ser_ray.features.recipe import FeatureItem
+from ser_ray.features.recipes import parse_recipe, recipe_names
+from ser_ray.features.spectral_stats import SpectralStatsRecipe
+from ser_ray.features.zcr_mfcc_vector import ZcrMfccVectorRecipe
 
 LOGMEL_ATOL = 1e-3
 MFCC_ATOL = 1e-2

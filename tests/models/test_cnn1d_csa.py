@@ -82,8 +82,8 @@ PRESET_RECIPES = {
 @pytest.mark.parametrize("name", sorted(PRESET_RECIPES))
 def test_the_named_recipe_feeds_the_preset(name: str) -> None:
     feature_shape = parse_recipe(PRESET_RECIPES[name]).feature_shape()
-    model, options = models.resolve(name, feature_shape)  # raises on a size mismatch
-    assert models.input_shape(model, **options) == (*feature_shape, 1)
+    resolved = models.resolve(name, feature_shape)  # raises on a size mismatch
+    assert resolved.input_shape == (*feature_shape, 1)
 
 
 def test_every_cnn1d_csa_preset_is_covered() -> None:

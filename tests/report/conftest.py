@@ -5,8 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from optuna.distributions import distribution_to_json
 
-from tests.report.builders import study_description, unit_row, write_experiment
+from ser_ray.experiment.study_record import SearchedParameter, SkippedInput
+from ser_ray.study.schema import Parameter
+from tests.experiment.builders import study_record, unit_row, write_experiment
 
 FOLDS = (0, 1, 2, 3, 4)
 SEEDS = (0, 1)
@@ -21,6 +24,14 @@ SEARCH_SPACE = {
     "train.loss.gamma": {"type": "float", "low": 0.5, "high": 3.0, "log": False,
                          "when": {"model.options.scale": [1, 3]}},
 }
+
+
+def searched(space: dict[str, dict]) -> dict[str, SearchedParameter]:
+    """A YAML search space as the study record holds it."""
+    parameters = {name: Parameter(**spec) for name, spec in space.items()}
+    return {name: SearchedParameter(distribution=distribution_to_json(parameter.distribution()),
+                                    when=parameter.when)
+            for name, parameter in parameters.items()}
 # trial → (scale, lr, ECA blocks, UA %); UA grows with the scale only.
 SEARCH_TRIALS = {"trial_0000": (1, 1e-3, [5, 6], 60.0), "trial_0001": (2, 3e-4, [6], 65.0),
                  "trial_0002": (3, 5e-3, [5, 6], 70.0), "trial_0003": (4, 2e-4, [6], 75.0)}
@@ -42,11 +53,12 @@ def one_factor_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     rows += [unit_row("loss=ce", fold, seed, baseline_ua(fold) + noise)
              for (fold, seed), noise in zip(units[:-1], LOSS_NOISE)]
     rows.append(unit_row("loss=ce", 4, 1, None, status="failed", epochs_run=2))
-    skipped = ([{"stage": "scan", "path": f"/data/synth/s{i}.wav", "reason_code": "too_short",
-                 "reason": "shorter than 0.1 s"} for i in range(8)]
-               + [{"stage": "features", "path": f"/data/synth/f{i}.wav",
-                   "reason_code": "decode_error", "reason": "not a WAV file"} for i in range(4)])
-    study = study_description(
+    skipped = ([SkippedInput(stage="scan", path=f"/data/synth/s{i}.wav", reason_code="too_short",
+                             reason="shorter than 0.1 s") for i in range(8)]
+               + [SkippedInput(stage="features", path=f"/data/synth/f{i}.wav",
+                               reason_code="decode_error", reason="not a WAV file")
+                  for i in range(4)])
+    study = study_record(
         "eca-one-factor", "one-factor", ["baseline", "eca=on", "loss=ce"], folds=FOLDS,
         seeds=SEEDS, baseline="baseline", selection_rule="best-test",
         changes={"eca=on": {"model.options.eca_blocks": [5, 6]},
@@ -63,7 +75,7 @@ def leave_one_out_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
              for fold in FOLDS]
     rows += [unit_row("-lct", fold, 99, full[fold] - 3.0 + (-1) ** fold, parameters=294058)
              for fold in FOLDS]
-    study = study_description(
+    study = study_record(
         "ctmam-leave-one-out", "leave-one-out", ["full", "-tsa", "-lct"], folds=FOLDS,
         seeds=(99,), baseline="full", speaker_independent=True,
         reproduces={"paper": "tang2024", "rows": {
@@ -78,12 +90,12 @@ def factorial_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     0.5·fold, so the best cell is scale 2, version 3 at 69.25."""
     cells = [(scale, version) for scale in (1, 2) for version in (1, 2, 3)]
     names = {cell: f"scale={cell[0]},v={cell[1]}" for cell in cells}
-    factors = {cell: {"scale": cell[0], "stft_version": cell[1]} for cell in cells}
+    factors = {cell: {"scale": str(cell[0]), "stft_version": str(cell[1])} for cell in cells}
     rows = [unit_row(names[cell], fold, 0, 60.0 + 3 * cell[0] + cell[1] + 0.5 * fold,
                      factors=factors[cell]) for cell in cells for fold in (0, 1)]
-    study = study_description(
+    study = study_record(
         "eca-factorial", "factorial", list(names.values()), folds=(0, 1), seeds=(0,),
-        factors={"scale": [1, 2], "stft_version": [1, 2, 3]},
+        factors={"scale": ["1", "2"], "stft_version": ["1", "2", "3"]},
         variant_factors={names[cell]: factors[cell] for cell in cells})
     return write_experiment(tmp_path_factory.mktemp("factorial"), study, rows)
 
@@ -102,9 +114,6 @@ def search_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
              for fold in (0, 1)]
     failed = {"train.lr": 1e-4, "model.options.scale": 4, "model.options.eca_blocks": [5, 6]}
     rows.append(unit_row("trial_0005", 0, 0, None, status="failed", config=failed))
-    search = {"trials": 8, "sampler": "tpe", "scheduler": {"kind": "asha"},
-              "space": SEARCH_SPACE, "optuna_storage": "sqlite:////tmp/optuna.db",
-              "optuna_study": "eca-search"}
-    study = study_description("eca-search", "search", [], folds=(0, 1), seeds=(0,),
-                              search=search, trials=8)
+    study = study_record("eca-search", "search", [], folds=(0, 1), seeds=(0,),
+                         space=searched(SEARCH_SPACE), trials=8)
     return write_experiment(tmp_path_factory.mktemp("search"), study, rows)

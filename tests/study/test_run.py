@@ -16,13 +16,13 @@ import psutil
 import pytest
 
 from ser_ray.cli import main
-from ser_ray.study.ledger import ledger_frame, read_ledger, read_replays, unit_key
-from ser_ray.study.run import WALL_TIME_FILE
+from ser_ray.experiment import ledger_frame, read_ledger, read_replays, read_study_record
+from ser_ray.study.tune_run import WALL_TIME_FILE
 from tests.study.builders import ECA, TINY_CORPUS, VERSION, write_study
 
 
 def units_by_key(experiment: Path) -> Counter:
-    return Counter(unit_key(row) for row in read_ledger(experiment) if row["status"] != "failed")
+    return Counter(row.key for row in read_ledger(experiment) if row.status != "failed")
 
 
 def test_an_ablation_records_every_unit_once_and_extends(ray_session, study_cache,
@@ -33,14 +33,21 @@ def test_an_ablation_records_every_unit_once_and_extends(ray_session, study_cach
     assert main(["search", str(first), "--out", str(experiment),
                  "--cache", str(study_cache)]) == 0
     rows = read_ledger(experiment)
-    assert {(row["variant"], row["fold"]) for row in rows} == {
+    assert {(row.variant, row.fold) for row in rows} == {
         ("baseline", 0), ("baseline", 1), ("eca=on", 0), ("eca=on", 1)}
-    assert all(row["status"] == "finished" and row["epochs_run"] == 2 for row in rows)
-    assert all(0 <= row["metrics"]["unweighted_accuracy"] <= 1 for row in rows)
-    parameters = {row["variant"]: row["parameters"] for row in rows}
+    assert all(row.status == "finished" and row.epochs_run == 2 for row in rows)
+    assert all(0 <= row.metrics.unweighted_accuracy <= 1 for row in rows)
+    parameters = {row.variant: row.parameters for row in rows}
     assert parameters["eca=on"] == parameters["baseline"] + 2 * 7  # kernel-7 ECA on blocks 5, 6
-    study_json = json.loads((experiment / "study.json").read_text())
-    assert study_json["planned_units"] == 4 and study_json["protocol"]["speaker_independent"]
+    record = read_study_record(experiment)
+    assert record.planned_units == 4 and record.protocol.speaker_independent
+    # Each unit records its variant's configuration whole, as resolved once by the driver.
+    planned = {variant.name: variant for variant in record.variants}
+    for row in rows:
+        assert row.configuration == planned[row.variant].configuration
+        assert row.config_hash == planned[row.variant].config_hash
+    assert planned["eca=on"].configuration.model_options["eca_blocks"] == [5, 6]
+    assert planned["baseline"].configuration.model_options["n_frames"] == 201  # 2 s features
     assert (experiment / "report.md").is_file() and (experiment / "progress.md").is_file()
     assert list((experiment / "tune").rglob("events.out.tfevents.*"))
 
@@ -51,7 +58,7 @@ def test_an_ablation_records_every_unit_once_and_extends(ray_session, study_cach
                  "--cache", str(study_cache)]) == 0
     counts = units_by_key(experiment)
     assert len(counts) == 6 and set(counts.values()) == {1}
-    assert {row["variant"] for row in read_ledger(experiment)} == {
+    assert {row.variant for row in read_ledger(experiment)} == {
         "baseline", "eca=on", "version=v2"}
 
 
@@ -68,13 +75,13 @@ def test_a_search_prunes_with_asha_and_keeps_the_optuna_study(ray_session, study
     assert main(["search", str(study), "--out", str(experiment),
                  "--cache", str(study_cache)]) == 0
     rows = read_ledger(experiment)
-    trials = {row["variant"] for row in rows}
+    trials = {row.variant for row in rows}
     assert len(trials) == 6 and len(rows) == 6 * 2
-    statuses = Counter(row["status"] for row in rows)
+    statuses = Counter(row.status for row in rows)
     assert statuses["pruned"] >= 2 and statuses["finished"] >= 2
     for row in rows:
-        blocks = row["config"]["model.options.eca_blocks"]
-        assert ("model.options.eca_kernel" in row["config"]) == (blocks == [5, 6])
+        blocks = row.configuration.changes["model.options.eca_blocks"]
+        assert ("model.options.eca_kernel" in row.configuration.changes) == (blocks == [5, 6])
     loaded = optuna.load_study(study_name="search",
                                storage=f"sqlite:///{experiment / 'optuna.db'}")
     assert len(loaded.trials) == 6
@@ -92,12 +99,12 @@ def test_a_repeated_configuration_replays_without_a_second_ledger_row(ray_sessio
     assert main(["search", str(study), "--out", str(experiment),
                  "--cache", str(study_cache)]) == 0
     rows, replays = read_ledger(experiment), read_replays(experiment)
-    configurations = {row["config_hash"] for row in rows}
+    configurations = {row.config_hash for row in rows}
     assert len(rows) == 2 * len(configurations) and set(units_by_key(experiment).values()) == {1}
     assert len(replays) == 4 - len(configurations) >= 2
-    recorded = {row["variant"] for row in rows}
-    assert {replay["replay_of"] for replay in replays} <= recorded
-    assert all(replay["config_hash"] in configurations and replay["error"] is None
+    recorded = {row.variant for row in rows}
+    assert {replay.replay_of for replay in replays} <= recorded
+    assert all(replay.config_hash in configurations and replay.error is None
                for replay in replays)
     loaded = optuna.load_study(study_name="replays",
                                storage=f"sqlite:///{experiment / 'optuna.db'}")
@@ -106,7 +113,7 @@ def test_a_repeated_configuration_replays_without_a_second_ledger_row(ray_sessio
     frame = ledger_frame(rows)
     finished = frame[frame["status"] == "finished"]
     best = finished.groupby("variant")["unweighted_accuracy"].mean().idxmax()
-    best_config = next(row["config"] for row in rows if row["variant"] == best)
+    best_config = next(row.configuration.changes for row in rows if row.variant == best)
     predictor = json.loads((experiment / "best_model" / "predictor.json").read_text())
     assert predictor["model_options"]["eca_blocks"] == best_config["model.options.eca_blocks"]
 
@@ -194,12 +201,12 @@ def test_a_configuration_that_keeps_failing_is_recorded_with_its_error(ray_sessi
     assert main(["search", str(study), "--out", str(experiment),
                  "--cache", str(study_cache)]) == 0
     rows = read_ledger(experiment)
-    failed = [row for row in rows if row["status"] == "failed"]
-    assert {row["variant"] for row in failed} == {"validation=speaker"}
-    assert len(failed) == 2 and all("needs two speakers" in row["error"] for row in failed)
-    assert {row["status"] for row in rows if row["variant"] == "baseline"} == {"finished"}
+    failed = [row for row in rows if row.status == "failed"]
+    assert {row.variant for row in failed} == {"validation=speaker"}
+    assert len(failed) == 2 and all("needs two speakers" in row.error for row in failed)
+    assert {row.status for row in rows if row.variant == "baseline"} == {"finished"}
     report = (experiment / "report.md").read_text()
     assert "PARTIAL" in report and "needs two speakers" in report
     # A resume retries the failed units (they are not done) and records them again.
     assert main(["resume", str(experiment), "--cache", str(study_cache)]) == 0
-    assert sum(row["status"] == "failed" for row in read_ledger(experiment)) == 4
+    assert sum(row.status == "failed" for row in read_ledger(experiment)) == 4

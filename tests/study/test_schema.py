@@ -128,13 +128,14 @@ def test_ablation_designs_expand_to_their_variants() -> None:
     one_factor = StudyConfig.model_validate({**base, "ablation": {
         "design": "one-factor", "factors": factors,
         "variants": {"both": {"model.options.eca_blocks": [5, 6], "model.options.scale": 3}}}})
-    names = [v.name for v in ablation_variants(one_factor.ablation)]
+    names = [v.name for v in ablation_variants(one_factor)]
     assert names == ["baseline", "eca=on", "scale=k2", "scale=k3", "both"]
-    both = ablation_variants(one_factor.ablation)[-1]
-    assert both.changes == {"model.options.scale": 3, "model.options.eca_blocks": [5, 6]}
+    both = ablation_variants(one_factor)[-1]
+    assert both.configuration.changes == {"model.options.scale": 3,
+                                          "model.options.eca_blocks": [5, 6]}
     factorial = StudyConfig.model_validate({**base, "ablation": {
         "design": "factorial", "factors": factors}})
-    assert len(ablation_variants(factorial.ablation)) == 2 * 3
+    assert len(ablation_variants(factorial)) == 2 * 3
     with pytest.raises(ValueError, match="exactly two levels"):
         StudyConfig.model_validate({**base, "ablation": {"design": "leave-one-out",
                                                          "factors": factors}})

@@ -11,8 +11,8 @@ import pytest
 
 from ser_ray.cli import main
 from ser_ray.errors import UserError
+from ser_ray.experiment import read_ledger
 from ser_ray.study.best import BEST_MODEL, MissingCheckpoint, export_best_model
-from ser_ray.study.ledger import read_ledger
 from ser_ray.study.schema import load_study
 from ser_ray.study.storage import storage_child
 from ser_ray.train.loop import DESCRIPTION_FILE
@@ -50,10 +50,10 @@ def test_a_study_with_a_storage_uri_keeps_its_checkpoints_there(ray_session, stu
     assert main(["search", str(study), "--out", str(experiment),
                  "--cache", str(study_cache)]) == 0
     rows = read_ledger(experiment)
-    assert len(rows) == 4 and all(row["status"] == "finished" for row in rows)
+    assert len(rows) == 4 and all(row.status == "finished" for row in rows)
     stored = bucket / "stored"
-    assert all((stored / row["checkpoint"] / DESCRIPTION_FILE).is_file() for row in rows)
-    assert {Path(row["checkpoint"]).parts[:2] for row in rows} == {("tune", "run-1")}
+    assert all((stored / row.checkpoint / DESCRIPTION_FILE).is_file() for row in rows)
+    assert {Path(row.checkpoint).parts[:2] for row in rows} == {("tune", "run-1")}
     assert not list(experiment.rglob("checkpoint_*")) and not (experiment / "tune").exists()
     assert (experiment / "report.md").is_file()
     assert json.loads((experiment / "study.json").read_text())["trial_storage"] == \

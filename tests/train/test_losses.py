@@ -11,8 +11,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from ser_ray.experiment import LossOptions
 from ser_ray.train.losses import (
-    LossOptions,
     class_weighted_cross_entropy,
     cross_entropy,
     focal_loss,

@@ -13,6 +13,8 @@ from ser_ray.train import train_folds
 from ser_ray.train.ray_train import train_folds_on_ray
 from tests.train.test_loop import make_job, without_timing
 
+pytestmark = pytest.mark.usefixtures("ray_session")
+
 
 def test_two_workers_train_two_folds_like_the_plain_loop(tiny_study, tmp_path: Path) -> None:
     job = make_job(tiny_study).model_copy(update={"fold_indices": (0, 1)})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ser_ray.train import paper_training
+from ser_ray.experiment import paper_training
 
 
 def test_the_ctmam_preset_selects_the_best_test_epoch_as_its_paper_did() -> None:

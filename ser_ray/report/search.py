@@ -1,0 +1,128 @@
+"""Search tables: every trial, the top trials in the experiment's ranking, the optimisation
+history and fANOVA parameter importance."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ser_ray.experiment import Experiment, encode_choice
+from ser_ray.experiment.ranking import ranking, trial_status, variant_order
+from ser_ray.report.stats import mean_sd
+from ser_ray.report.units import PERCENT, parameter_count, unit_frame, variant_changes
+
+TOP_K = 10
+
+
+def search_space(experiment: Experiment) -> list[str]:
+    """The searched parameters, in the study's order."""
+    search = experiment.study.search
+    return list(search.space) if search is not None else []
+
+
+def search_trials(experiment: Experiment) -> pd.DataFrame:
+    """One row per trial: status (failed > pruned > finished over its units), objective mean
+    and sd (%) over its scored units, epochs run, parameter count, and the sampled values."""
+    space = search_space(experiment)
+    units = unit_frame(experiment)
+    changes = variant_changes(experiment)
+    records = []
+    for variant in variant_order(experiment):
+        own = units[units["variant"] == variant]
+        mean, sd = mean_sd(own[experiment.objective].astype(float) * PERCENT)
+        records.append({"variant": variant, "status": trial_status(experiment, variant),
+                        "units": len(own), "objective_mean": mean, "objective_sd": sd,
+                        "epochs_run": own["epochs_run"].max(),
+                        "parameters": parameter_count(own["parameters"]),
+                        **{name: changes[variant].get(name) for name in space}})
+    return pd.DataFrame.from_records(records, columns=[
+        "variant", "status", "units", "objective_mean", "objective_sd", "epochs_run",
+        "parameters", *space])
+
+
+def top_trials(experiment: Experiment, k: int = TOP_K) -> pd.DataFrame:
+    """The k best finished trials in the experiment's ranking, ranked from 1."""
+    trials = search_trials(experiment).set_index("variant")
+    order = [entry.variant for entry in ranking(experiment)][:k]
+    ranked = trials.loc[order].reset_index()
+    ranked.insert(0, "rank", range(1, len(ranked) + 1))
+    return ranked
+
+
+def search_counts(experiment: Experiment) -> dict[str, int]:
+    """Trials planned and recorded, and trials by status."""
+    trials = search_trials(experiment)
+    counts = trials["status"].value_counts()
+    search = experiment.study.search
+    planned = search.trials if search is not None else len(trials)
+    return {"planned": planned, "recorded": len(trials),
+            **{status: int(counts.get(status, 0)) for status in ("finished", "pruned", "failed")}}
+
+
+def optimisation_history(experiment: Experiment) -> pd.DataFrame:
+    """Trials in name order with their objective and the best finished objective so far."""
+    trials = search_trials(experiment)[["variant", "status", "objective_mean"]].copy()
+    trials.insert(0, "trial", range(len(trials)))
+    finished = trials["objective_mean"].where(trials["status"] == "finished")
+    best = finished.cummax() if experiment.maximise else finished.cummin()
+    trials["best_so_far"] = best.ffill()
+    return trials
+
+
+def best_configuration(experiment: Experiment) -> dict[str, Any] | None:
+    """The best finished trial: its objective (%) as `top_trials` shows it, with the changes
+    that make its configuration."""
+    top = top_trials(experiment, k=1)
+    if top.empty:
+        return None
+    leader = top.iloc[0]
+    return {"variant": leader["variant"], "mean": float(leader["objective_mean"]),
+            "sd": float(leader["objective_sd"]), "units": int(leader["units"]),
+            "config": variant_changes(experiment)[leader["variant"]]}
+
+
+def parameter_importance(experiment: Experiment) -> tuple[pd.DataFrame, str | None]:
+    """fANOVA importance of each searched parameter over the finished trials.
+
+    An in-memory Optuna study is built from the ledger with the distributions the study
+    record holds, so the result needs nothing but the experiment directory. Returns the table
+    (parameter, importance) and, when it cannot be computed, an empty table and the reason.
+    """
+    search = experiment.study.search
+    trials = search_trials(experiment)
+    finished = trials[(trials["status"] == "finished") & trials["objective_mean"].notna()]
+    empty = pd.DataFrame(columns=["parameter", "importance"])
+    if search is None or not search.space:
+        return empty, "the study record has no search space"
+    if len(finished) < 2:
+        return empty, f"{len(finished)} finished trial(s); importance needs at least 2"
+    if np.ptp(finished["objective_mean"].to_numpy(dtype=float)) == 0:
+        return empty, "every finished trial scored the same"
+    import optuna  # lazily: the report package loads without Optuna's import cost
+
+    changes = variant_changes(experiment)
+    previous_verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        distributions = {name: optuna.distributions.json_to_distribution(parameter.distribution)
+                         for name, parameter in search.space.items()}
+        study = optuna.create_study(direction="maximize" if experiment.maximise else "minimize")
+        for trial in finished.to_dict("records"):
+            # A conditional parameter (`when`) is absent from some trials; Optuna then ranks
+            # the parameters every trial has.
+            config = changes[trial["variant"]]
+            sampled = [name for name in distributions if name in config]
+            study.add_trial(optuna.trial.create_trial(
+                params={name: encode_choice(config[name]) for name in sampled},
+                distributions={name: distributions[name] for name in sampled},
+                value=float(trial["objective_mean"])))
+        importances = optuna.importance.get_param_importances(
+            study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0))
+    except (ValueError, KeyError, RuntimeError) as error:
+        return empty, f"Optuna could not evaluate importances: {error}"
+    finally:
+        optuna.logging.set_verbosity(previous_verbosity)
+    return pd.DataFrame({"parameter": list(importances),
+                         "importance": [float(value) for value in importances.values()]}), None

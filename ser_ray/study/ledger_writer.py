@@ -1,0 +1,195 @@
+"""The driver's Tune callback that turns each ended trial into ledger rows.
+
+It collects every trial's per-epoch fold records, writes the trial's units (one per fold) to
+the ledger when the trial finishes, is pruned or fails for good, and calls the progress hook
+(the CLI's refreshes progress.md). A trial that replayed a recorded configuration is listed in
+the replays file instead: its units are the recorded ones, and a second row would stand for a
+training that never ran.
+"""
+
+from __future__ import annotations
+
+import math
+import posixpath
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pydantic
+from ray import tune
+from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY
+
+from ser_ray.experiment import (
+    EpochRecord,
+    ReplayRow,
+    UnitRow,
+    append_replays,
+    append_units,
+    read_ledger,
+    recorded_units,
+    trials_run,
+)
+from ser_ray.study.storage import filesystem
+from ser_ray.study.trial import REPLAY_KEY, error_file, trial_plan
+from ser_ray.study.units import TrialPlan
+from ser_ray.train.results import Record, selected_records
+
+TRIAL_PREFIX = "trial_"
+# What the caller does with the experiment folder: refresh a progress page, write a report.
+FolderHook = Callable[[Path], Any]
+
+
+class LedgerWriter(tune.Callback):
+    """Driver-side: every ended trial's units into the ledger, once."""
+
+    def __init__(self, experiment_dir: Path, study_name: str, objective: str, epochs: int,
+                 planned: int, storage: str, on_progress: FolderHook | None = None) -> None:
+        self.experiment_dir = experiment_dir
+        self.study_name = study_name
+        self.objective = objective
+        self.epochs = epochs
+        self.planned = planned
+        self.on_progress = on_progress
+        self.records: dict[str, dict[int, list[Record]]] = {}
+        self.parameters: dict[str, int] = {}
+        self.replay_of: dict[str, str] = {}
+        # Multi-worker trials report their TorchTrainer's checkpoint with their metrics.
+        self.train_checkpoints: dict[str, str] = {}
+        self.storage_root = filesystem(storage)[1]
+        self.names: dict[str, str] = {}
+        self.done: set[str] = set()
+        ledger = read_ledger(experiment_dir)
+        self.recorded_units = recorded_units(ledger)
+        trials = trials_run(experiment_dir, ledger)
+        self.trials_done = len(trials)
+        # After the highest number ever written: a trial killed mid-run left a gap, and
+        # reusing its number would merge two configurations under one name.
+        self.last_number = max((int(name.removeprefix(TRIAL_PREFIX))
+                                for name in trials if _is_trial_name(name)), default=0)
+        self.written = 0
+
+    @property
+    def recorded(self) -> int:
+        return len(self.recorded_units)
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        if trial_plan(trial.config).variant is None and trial.trial_id not in self.names:
+            self.last_number += 1
+            self.names[trial.trial_id] = f"{TRIAL_PREFIX}{self.last_number:04d}"
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
+                        **info: Any) -> None:
+        per_fold = self.records.setdefault(trial.trial_id, {})
+        for record in result.get("fold_records", []):
+            history = per_fold.setdefault(int(record["fold"]), [])
+            history[:] = [r for r in history if r["epoch"] < record["epoch"]] + [record]
+        if "parameters" in result:
+            self.parameters[trial.trial_id] = int(result["parameters"])
+        if REPLAY_KEY in result:
+            self.replay_of[trial.trial_id] = result[REPLAY_KEY]
+        if CHECKPOINT_PATH_KEY in result:
+            self.train_checkpoints[trial.trial_id] = result[CHECKPOINT_PATH_KEY]
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._write(trial, error=None)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        path = error_file(self.experiment_dir, trial.trial_id)
+        error = path.read_text() if path.is_file() else (
+            "no traceback reached the driver: the trial's process was killed (e.g. out of "
+            "memory) or its node does not share the experiment directory")
+        self._write(trial, error=error)
+
+    def _write(self, trial: Any, error: str | None) -> None:
+        # Once per trial, whatever Tune calls after a failure inside this callback.
+        if trial.trial_id in self.done:
+            return
+        self.done.add(trial.trial_id)
+        if error is None and not self.records.get(trial.trial_id):
+            error = "the trial ended before it finished an epoch (e.g. the wall-time budget)"
+        plan = trial_plan(trial.config)
+        variant = plan.variant or self.names.get(trial.trial_id, trial.trial_id)
+        histories = self.records.pop(trial.trial_id, {})
+        if trial.trial_id in self.replay_of:
+            self._write_replay(trial, variant, plan, error)
+            return
+        checkpoint = self._checkpoint(trial)
+        rows = [self._unit_row(trial, variant, plan, fold, histories.get(fold, []), error,
+                               checkpoint) for fold in plan.folds]
+        append_units(self.experiment_dir, rows)
+        self.written += len(rows)
+        self.recorded_units |= recorded_units(rows)
+        scores = [row.metrics.score(self.objective) for row in rows  # type: ignore[arg-type]
+                  if row.metrics is not None]
+        score = sum(scores) / len(scores) if scores else math.nan
+        print(f"[{self.recorded}/{self.planned} units] {variant} seed {plan.seed}: "
+              f"{rows[0].status}, {self.objective} {score:.4f} over {len(scores)} folds",
+              flush=True)
+        self.refresh_progress()
+
+    def _write_replay(self, trial: Any, variant: str, plan: TrialPlan,
+                      error: str | None) -> None:
+        replayed = self.replay_of.pop(trial.trial_id)
+        append_replays(self.experiment_dir, [ReplayRow(
+            variant=variant, trial_id=trial.trial_id, config_hash=plan.config_hash,
+            seed=plan.seed, replay_of=replayed, error=error, finished_at=_now())])
+        print(f"{variant} repeats {replayed}: reported its recorded metrics, trained nothing"
+              + (f", then failed: {error.strip().splitlines()[-1]}" if error else ""),
+              flush=True)
+
+    def _checkpoint(self, trial: Any) -> str | None:
+        """The trial's last checkpoint relative to the trial storage, if it saved one."""
+        path = trial.checkpoint.path if trial.checkpoint is not None \
+            else self.train_checkpoints.pop(trial.trial_id, None)
+        return posixpath.relpath(path, self.storage_root) if path is not None else None
+
+    def _unit_row(self, trial: Any, variant: str, plan: TrialPlan, fold: int,
+                  history: list[Record], error: str | None, checkpoint: str | None) -> UnitRow:
+        if error is None and not history:
+            error = f"no epoch of fold {fold} reached the driver"
+        base = {"study": self.study_name, "variant": variant, "config_hash": plan.config_hash,
+                "configuration": plan.configuration,
+                "unresolved_changes": plan.changes if plan.configuration is None else None,
+                "factors": plan.factors, "seed": plan.seed, "fold": fold,
+                "epochs_planned": self.epochs, "parameters": self.parameters.get(trial.trial_id),
+                "trial_id": trial.trial_id, "checkpoint": checkpoint, "finished_at": _now()}
+        try:
+            return UnitRow(**base, **self._outcome(plan, fold, history, error))
+        except pydantic.ValidationError as invalid:
+            # Recorded as failed, with why, rather than ending the study in its callback.
+            reason = f"the unit's record is invalid: {invalid}" + (f"\n{error}" if error else "")
+            return UnitRow(**base, status="failed", error=reason, epochs_run=len(history))
+
+    def _outcome(self, plan: TrialPlan, fold: int, history: list[Record],
+                 error: str | None) -> dict[str, Any]:
+        """How the unit ended: status, error, its epochs and the one its rule selects."""
+        selected = None
+        if history and plan.configuration is not None:
+            selected = selected_records({fold: history},
+                                        plan.configuration.train.selection)[fold]
+        status = "failed" if error else ("finished" if len(history) >= self.epochs
+                                         else "pruned")
+        return {"status": status, "error": error, "epochs_run": len(history),
+                "selected_epoch": selected["epoch"] if selected else None,
+                "history": tuple(EpochRecord.model_validate(
+                    {name: record[name] for name in EpochRecord.model_fields})
+                    for record in history),
+                "wall_time_s": sum(record["seconds"] for record in history)}
+
+    def refresh_progress(self) -> None:
+        if self.on_progress is None:
+            return
+        try:
+            self.on_progress(self.experiment_dir)
+        except Exception as error:  # noqa: BLE001  (a progress page never stops a study)
+            print(f"progress not refreshed: {error!r}", flush=True)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _is_trial_name(name: str) -> bool:
+    number = name.removeprefix(TRIAL_PREFIX)
+    return name.startswith(TRIAL_PREFIX) and number.isdigit()

@@ -1,0 +1,135 @@
+"""A study's trials on Ray Tune: the Tuner, its scheduler and searcher, and the wall clock.
+
+Ablation trials are a grid over their plans; a search's trials are sampled by Optuna
+(`ResolvingSearch`), each sample resolved into its plan in the driver before Tune launches
+it. `budget.wall_time_s` spans runs: the Tune time each run uses is added up in
+`DIR/wall_time.json`, and a resumed run gets what is left.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
+from ray.tune.search import Searcher
+from ray.tune.search.optuna import OptunaSearch
+
+from ser_ray.ray_session import ensure_ray
+from ser_ray.study.ledger_writer import TRIAL_PREFIX
+from ser_ray.study.schema import StudyConfig
+from ser_ray.study.space import DefineByRun, make_sampler, open_storage
+from ser_ray.study.storage import TUNE_DIR, next_run_name, storage_child
+from ser_ray.study.trial import PLAN_KEY, TrialContext, run_trial
+from ser_ray.study.units import TrialPlan
+
+WALL_TIME_FILE = "wall_time.json"
+# How often the driver records the wall time used: a killed driver loses at most this much.
+WALL_TIME_PERIOD_S = 10.0
+
+
+class ResolvingSearch(OptunaSearch):
+    """Optuna's Tune searcher whose every sample is resolved into a `TrialPlan` in the
+    driver, so that each trial receives its configuration whole (under `PLAN_KEY`)."""
+
+    def __init__(self, *args: Any, plan: Callable[[dict[str, Any]], TrialPlan],
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.plan = plan
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        sampled = super().suggest(trial_id)
+        if not isinstance(sampled, dict):
+            return sampled  # None (wait) or Searcher.FINISHED
+        return {**sampled, PLAN_KEY: self.plan(sampled).model_dump_json()}
+
+
+def optuna_search(study: StudyConfig, optuna_file: Path,
+                  plan: Callable[[dict[str, Any]], TrialPlan]) -> Searcher:
+    assert study.search is not None
+    return ResolvingSearch(space=DefineByRun(study.search.parameters),
+                           metric=study.objective.metric, mode=study.objective.mode,
+                           sampler=make_sampler(study.search),
+                           storage=open_storage(optuna_file, study.name),
+                           study_name=study.name, plan=plan)
+
+
+def wall_time_left(study: StudyConfig, experiment_dir: Path) -> float | None:
+    """Seconds of `budget.wall_time_s` earlier runs left (None: no budget)."""
+    if study.budget.wall_time_s is None:
+        return None
+    return study.budget.wall_time_s - WallClock(experiment_dir).used_before
+
+
+def fit(study: StudyConfig, experiment_dir: Path, context: TrialContext,
+        callbacks: list[tune.Callback], num_samples: int, time_left: float | None,
+        param_space: dict[str, Any] | None = None, search_alg: Searcher | None = None) -> None:
+    """Run the trials on the cluster (a local one is started when none is attached)."""
+    clock = WallClock(experiment_dir)  # before Ray starts: starting it is study time too
+    ensure_ray()
+    resources = study.resources
+    cluster = ray.cluster_resources()
+    concurrency = resources.concurrent_trials(cluster.get("CPU", 0), cluster.get("GPU", 0))
+    trainable = tune.with_resources(tune.with_parameters(run_trial, context=context),
+                                    resources.tune_request())
+    tuner = tune.Tuner(
+        trainable, param_space=param_space or {},
+        tune_config=tune.TuneConfig(
+            search_alg=search_alg, scheduler=_scheduler(study), num_samples=num_samples,
+            max_concurrent_trials=concurrency, reuse_actors=resources.workers == 1,
+            time_budget_s=time_left,
+            trial_dirname_creator=lambda trial: f"{TRIAL_PREFIX}{trial.trial_id}"),
+        run_config=tune.RunConfig(
+            name=next_run_name(context.storage),
+            storage_path=storage_child(context.storage, TUNE_DIR),
+            callbacks=[*callbacks, clock], verbose=0,
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            failure_config=tune.FailureConfig(max_failures=study.budget.retries)),
+    )
+    tuner.fit()
+
+
+def ablation_space(plans: list[TrialPlan]) -> dict[str, Any]:
+    return {PLAN_KEY: tune.grid_search([plan.model_dump_json() for plan in plans])}
+
+
+def _scheduler(study: StudyConfig) -> TrialScheduler:
+    if study.search is None or study.search.scheduler.kind != "asha":
+        return FIFOScheduler()
+    # Rungs count epochs, not reports: a retried TorchTrainer trial resumes at its last
+    # epoch while Tune's iteration count starts again.
+    return ASHAScheduler(
+        metric=study.objective.metric, mode=study.objective.mode, time_attr="epoch",
+        max_t=study.budget.epochs, grace_period=study.search.scheduler.grace_period,
+        reduction_factor=study.search.scheduler.reduction_factor)
+
+
+class WallClock(tune.Callback):
+    """Adds this run's Tune time to the wall time earlier runs used, in WALL_TIME_FILE."""
+
+    def __init__(self, experiment_dir: Path) -> None:
+        self.path = experiment_dir / WALL_TIME_FILE
+        self.used_before = json.loads(self.path.read_text())["used_s"] \
+            if self.path.is_file() else 0.0
+        self.started = time.monotonic()
+        self.written = self.started
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        if time.monotonic() - self.written >= WALL_TIME_PERIOD_S:
+            self._record()
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        self._record()
+
+    def _record(self) -> None:
+        self.written = time.monotonic()
+        used = self.used_before + self.written - self.started
+        staged = self.path.with_suffix(".tmp")
+        staged.write_text(json.dumps({"used_s": used}))
+        os.replace(staged, self.path)  # whole or not at all, even under SIGKILL

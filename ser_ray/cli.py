@@ -110,8 +110,9 @@ def _train(args: argparse.Namespace) -> None:
               else None, "augmentations": "all" if args.augment else None}
     train_settings.update({key: value for key, value in chosen.items() if value is not None})
     # A run's seed is not a training setting: `--seed` and `--set train.seed=` both give it.
-    seed = args.seed if args.seed is not None else train_settings.pop("seed", 0)
-    train_settings.pop("seed", None)
+    seed = train_settings.pop("seed", 0)
+    if args.seed is not None:
+        seed = args.seed
     config = paper_training(models.family(args.model), train_settings)
     if args.versions:
         recipe_settings["versions"] = parse_versions(args.versions)

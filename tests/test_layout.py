@@ -20,8 +20,6 @@ RAY_IMPORTERS = {
     "ser_ray/ray_session.py",
     "ser_ray/features/pipeline.py",
     "ser_ray/train/ray_train.py",
-    "ser_ray/study/ledger_writer.py",
-    "ser_ray/study/storage.py",
     "ser_ray/study/trial.py",
     "ser_ray/study/tune_run.py",
 }

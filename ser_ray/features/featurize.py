@@ -83,7 +83,16 @@ class Featurizer:
         self.device = device
 
     def __call__(self, batch: pd.DataFrame) -> pa.Table:
+        # One thread per featurizer, wherever it runs (the numbers then match bit for bit);
+        # the process gets its own count back.
+        threads = torch.get_num_threads()
         torch.set_num_threads(1)
+        try:
+            return self._rows(batch)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _rows(self, batch: pd.DataFrame) -> pa.Table:
         decoded: list[DecodedUtterance] = []
         skipped: list[dict[str, str]] = []
         for utterance_id, path, label in zip(batch["utterance_id"], batch["path"], batch["label"]):
@@ -264,14 +273,10 @@ def build_features_here(manifest_path: Path, recipe: FeatureRecipe, cache_root: 
         return hit, True
     staging, featurizer = wanted.stage()
     inputs = wanted.manifest.loc[:, ["utterance_id", "path", "label"]]
-    threads = torch.get_num_threads()  # the featurizer pins one thread, as in a Ray task
-    try:
-        for start in range(0, len(inputs), batch_size):
-            table = featurizer(inputs.iloc[start:start + batch_size])
-            pq.write_table(table, staging / cache.DATA_DIR / f"part-{start:08d}.parquet",
-                           **parquet_options())
-    finally:
-        torch.set_num_threads(threads)
+    for start in range(0, len(inputs), batch_size):
+        table = featurizer(inputs.iloc[start:start + batch_size])
+        pq.write_table(table, staging / cache.DATA_DIR / f"part-{start:08d}.parquet",
+                       **parquet_options())
     return wanted.publish(staging), False
 
 

@@ -14,7 +14,7 @@ import math
 from pathlib import Path
 
 from ser_ray.experiment import UnitRow, best, load_experiment
-from ser_ray.study.storage import stored_checkpoint
+from ser_ray.study.storage import checkpoint_directory
 from ser_ray.train.loop import outcome_from_checkpoint
 from ser_ray.train.outputs import save_predictor
 
@@ -40,10 +40,9 @@ def export_best_model(experiment_dir: Path) -> Path | None:
         raise MissingCheckpoint(f"the ledger records no checkpoint for {unit.variant} "
                                 f"(trial {unit.trial_id}), the best configuration")
     storage = experiment.study.trial_storage
-    checkpoint = stored_checkpoint(storage, unit.checkpoint)
     try:
-        with checkpoint.as_directory() as directory:
-            outcome = outcome_from_checkpoint(Path(directory))
+        with checkpoint_directory(storage, unit.checkpoint) as directory:
+            outcome = outcome_from_checkpoint(directory)
     except FileNotFoundError as error:
         raise MissingCheckpoint(f"the checkpoint of {unit.variant}, the best "
                                 f"configuration, is not in {storage}: {error}") from error

@@ -1,10 +1,11 @@
-"""The driver's Tune callback that turns each ended trial into ledger rows.
+"""The driver's ledger writer: each ended trial's units into the ledger, once.
 
 It collects every trial's per-epoch fold records, writes the trial's units (one per fold) to
 the ledger when the trial finishes, is pruned or fails for good, and calls the progress hook
 (the CLI's refreshes progress.md). A trial that replayed a recorded configuration is listed in
 the replays file instead: its units are the recorded ones, and a second row would stand for a
-training that never ran.
+training that never ran. It knows trials by id and plan only; Tune's callback
+(`ser_ray.study.tune_run.LedgerCallback`) hands it their events.
 """
 
 from __future__ import annotations
@@ -17,8 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pydantic
-from ray import tune
-from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY
 
 from ser_ray.experiment import (
     EpochRecord,
@@ -31,8 +30,7 @@ from ser_ray.experiment import (
     trials_run,
 )
 from ser_ray.study.storage import filesystem
-from ser_ray.study.trial import REPLAY_KEY, error_file, trial_plan
-from ser_ray.study.units import TrialPlan
+from ser_ray.study.units import REPLAY_KEY, TrialPlan, error_file
 from ser_ray.train.results import Record, selected_records
 
 TRIAL_PREFIX = "trial_"
@@ -40,7 +38,7 @@ TRIAL_PREFIX = "trial_"
 FolderHook = Callable[[Path], Any]
 
 
-class LedgerWriter(tune.Callback):
+class LedgerWriter:
     """Driver-side: every ended trial's units into the ledger, once."""
 
     def __init__(self, experiment_dir: Path, study_name: str, objective: str, epochs: int,
@@ -73,50 +71,54 @@ class LedgerWriter(tune.Callback):
     def recorded(self) -> int:
         return len(self.recorded_units)
 
-    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        if trial_plan(trial.config).variant is None and trial.trial_id not in self.names:
+    def started(self, trial_id: str, plan: TrialPlan) -> None:
+        """A trial started: a search trial gets the next free name."""
+        if plan.variant is None and trial_id not in self.names:
             self.last_number += 1
-            self.names[trial.trial_id] = f"{TRIAL_PREFIX}{self.last_number:04d}"
+            self.names[trial_id] = f"{TRIAL_PREFIX}{self.last_number:04d}"
 
-    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
-                        **info: Any) -> None:
-        per_fold = self.records.setdefault(trial.trial_id, {})
+    def reported(self, trial_id: str, result: dict[str, Any],
+                 train_checkpoint: str | None = None) -> None:
+        """An epoch's result: its fold records (a resumed trial's replace the later epochs),
+        parameter count, the variant it replays, and (multi-worker trials) the path of its
+        TorchTrainer's checkpoint."""
+        per_fold = self.records.setdefault(trial_id, {})
         for record in result.get("fold_records", []):
             history = per_fold.setdefault(int(record["fold"]), [])
             history[:] = [r for r in history if r["epoch"] < record["epoch"]] + [record]
         if "parameters" in result:
-            self.parameters[trial.trial_id] = int(result["parameters"])
+            self.parameters[trial_id] = int(result["parameters"])
         if REPLAY_KEY in result:
-            self.replay_of[trial.trial_id] = result[REPLAY_KEY]
-        if CHECKPOINT_PATH_KEY in result:
-            self.train_checkpoints[trial.trial_id] = result[CHECKPOINT_PATH_KEY]
+            self.replay_of[trial_id] = result[REPLAY_KEY]
+        if train_checkpoint is not None:
+            self.train_checkpoints[trial_id] = train_checkpoint
 
-    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._write(trial, error=None)
-
-    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        path = error_file(self.experiment_dir, trial.trial_id)
-        error = path.read_text() if path.is_file() else (
+    def trial_error(self, trial_id: str) -> str:
+        """The traceback a failed trial left, or why none reached the driver."""
+        path = error_file(self.experiment_dir, trial_id)
+        return path.read_text() if path.is_file() else (
             "no traceback reached the driver: the trial's process was killed (e.g. out of "
             "memory) or its node does not share the experiment directory")
-        self._write(trial, error=error)
 
-    def _write(self, trial: Any, error: str | None) -> None:
-        # Once per trial, whatever Tune calls after a failure inside this callback.
-        if trial.trial_id in self.done:
+    def ended(self, trial_id: str, plan: TrialPlan, error: str | None,
+              checkpoint: str | None) -> None:
+        """A trial ended (failed when `error` is given) with its last checkpoint, if any: its
+        units go into the ledger, once, whatever Tune calls after a failure in a callback."""
+        if trial_id in self.done:
             return
-        self.done.add(trial.trial_id)
-        if error is None and not self.records.get(trial.trial_id):
+        self.done.add(trial_id)
+        if error is None and not self.records.get(trial_id):
             error = "the trial ended before it finished an epoch (e.g. the wall-time budget)"
-        plan = trial_plan(trial.config)
-        variant = plan.variant or self.names.get(trial.trial_id, trial.trial_id)
-        histories = self.records.pop(trial.trial_id, {})
-        if trial.trial_id in self.replay_of:
-            self._write_replay(trial, variant, plan, error)
+        variant = plan.variant or self.names.get(trial_id, trial_id)
+        histories = self.records.pop(trial_id, {})
+        if trial_id in self.replay_of:
+            self._write_replay(trial_id, variant, plan, error)
             return
-        checkpoint = self._checkpoint(trial)
-        rows = [self._unit_row(trial, variant, plan, fold, histories.get(fold, []), error,
-                               checkpoint) for fold in plan.folds]
+        path = checkpoint if checkpoint is not None else self.train_checkpoints.pop(trial_id,
+                                                                                     None)
+        relative = posixpath.relpath(path, self.storage_root) if path is not None else None
+        rows = [self._unit_row(trial_id, variant, plan, fold, histories.get(fold, []), error,
+                               relative) for fold in plan.folds]
         append_units(self.experiment_dir, rows)
         self.written += len(rows)
         self.recorded_units |= recorded_units(rows)
@@ -128,32 +130,26 @@ class LedgerWriter(tune.Callback):
               flush=True)
         self.refresh_progress()
 
-    def _write_replay(self, trial: Any, variant: str, plan: TrialPlan,
+    def _write_replay(self, trial_id: str, variant: str, plan: TrialPlan,
                       error: str | None) -> None:
-        replayed = self.replay_of.pop(trial.trial_id)
+        replayed = self.replay_of.pop(trial_id)
         append_replays(self.experiment_dir, [ReplayRow(
-            variant=variant, trial_id=trial.trial_id, config_hash=plan.config_hash,
+            variant=variant, trial_id=trial_id, config_hash=plan.config_hash,
             seed=plan.seed, replay_of=replayed, error=error, finished_at=_now())])
         print(f"{variant} repeats {replayed}: reported its recorded metrics, trained nothing"
               + (f", then failed: {error.strip().splitlines()[-1]}" if error else ""),
               flush=True)
 
-    def _checkpoint(self, trial: Any) -> str | None:
-        """The trial's last checkpoint relative to the trial storage, if it saved one."""
-        path = trial.checkpoint.path if trial.checkpoint is not None \
-            else self.train_checkpoints.pop(trial.trial_id, None)
-        return posixpath.relpath(path, self.storage_root) if path is not None else None
-
-    def _unit_row(self, trial: Any, variant: str, plan: TrialPlan, fold: int,
+    def _unit_row(self, trial_id: str, variant: str, plan: TrialPlan, fold: int,
                   history: list[Record], error: str | None, checkpoint: str | None) -> UnitRow:
         if error is None and not history:
             error = f"no epoch of fold {fold} reached the driver"
         base = {"study": self.study_name, "variant": variant, "config_hash": plan.config_hash,
                 "configuration": plan.configuration,
-                "unresolved_changes": plan.changes if plan.configuration is None else None,
+                "unresolved_changes": plan.unresolved_changes,
                 "factors": plan.factors, "seed": plan.seed, "fold": fold,
-                "epochs_planned": self.epochs, "parameters": self.parameters.get(trial.trial_id),
-                "trial_id": trial.trial_id, "checkpoint": checkpoint, "finished_at": _now()}
+                "epochs_planned": self.epochs, "parameters": self.parameters.get(trial_id),
+                "trial_id": trial_id, "checkpoint": checkpoint, "finished_at": _now()}
         try:
             return UnitRow(**base, **self._outcome(plan, fold, history, error))
         except pydantic.ValidationError as invalid:

@@ -145,7 +145,7 @@ def _fit(study: StudyConfig, experiment_dir: Path, context: TrialContext,
               f"used {study.budget.wall_time_s - time_left:.0f} s; raise it to run the "
               f"remaining trials", flush=True)
         return
-    fit(study, experiment_dir, context, [ledger], num_samples, time_left, **trials)
+    fit(study, experiment_dir, context, ledger, num_samples, time_left, **trials)
 
 
 def _best_model(experiment_dir: Path) -> Path | None:

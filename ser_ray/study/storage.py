@@ -9,24 +9,24 @@ the experiment directory itself, or `<storage_path>/<study name>` when the study
 file://, hdfs://, abfs://) or a local directory. Under it, Tune runs are `tune/run-N/` and the
 TorchTrainer runs of multi-worker trials `train/train-<trial id>/`.
 
-Ray resolves these URIs itself, so a study reaches object storage with the cloud credentials
-of the nodes (e.g. an instance profile or GOOGLE_APPLICATION_CREDENTIALS).
+Ray (writing) and pyarrow (reading the best checkpoint back) resolve these URIs themselves, so
+a study reaches object storage with the cloud credentials of the nodes (e.g. an instance
+profile or GOOGLE_APPLICATION_CREDENTIALS).
 """
 
 from __future__ import annotations
 
+import contextlib
 import posixpath
+import tempfile
 import urllib.parse
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pyarrow
 import pyarrow.fs
 
 from ser_ray.errors import UserError
-
-if TYPE_CHECKING:
-    from ray.tune import Checkpoint
 
 TUNE_DIR = "tune"
 TRAIN_DIR = "train"
@@ -67,9 +67,17 @@ def next_run_name(storage: str) -> str:
     return f"{RUN_PREFIX}{len(runs) + 1}"
 
 
-def stored_checkpoint(storage: str, relative: str) -> Checkpoint:
-    """The checkpoint at `relative` in the trial storage, local or remote."""
-    from ray.tune import Checkpoint  # here: `--dry-run` names the storage without loading Ray
-
+@contextlib.contextmanager
+def checkpoint_directory(storage: str, relative: str) -> Iterator[Path]:
+    """The checkpoint at `relative` in the trial storage as a local directory: itself where
+    the storage is local, else a temporary copy. FileNotFoundError when it is not there."""
     store, path = filesystem(storage)
-    return Checkpoint(posixpath.join(path, relative), filesystem=store)
+    location = posixpath.join(path, relative)
+    if isinstance(store, pyarrow.fs.LocalFileSystem):
+        if not Path(location).is_dir():
+            raise FileNotFoundError(f"no checkpoint at {location}")
+        yield Path(location)
+        return
+    with tempfile.TemporaryDirectory(prefix="ser-ray-checkpoint-") as local:
+        pyarrow.fs.copy_files(location, local, source_filesystem=store)
+        yield Path(local)

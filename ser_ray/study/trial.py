@@ -23,16 +23,12 @@ from ser_ray.errors import UserError
 from ser_ray.experiment import read_ledger, unit_rows
 from ser_ray.study.schema import Resources
 from ser_ray.study.storage import TRAIN_DIR, storage_child
-from ser_ray.study.units import TrialPlan
+from ser_ray.study.units import REPLAY_KEY, TrialPlan, error_file, trial_plan
 from ser_ray.train.config import ModelChoice, TrainJob
 from ser_ray.train.loop import LockstepRun
 from ser_ray.train.ray_train import quiet_report_logs, train_folds_on_ray
 from ser_ray.train.results import Record, epoch_summary
 
-# The Tune config key of a trial's plan, as JSON text (one flat value in Tune's logs).
-PLAN_KEY = "plan"
-# The result key a replaying trial reports: the variant whose recorded epochs it reports.
-REPLAY_KEY = "replay_of"
 # Marks the unraisable-exception hook that drops a stopped trial's SystemExit.
 IGNORES_EXIT = "ser_ray_ignores_exit"
 
@@ -49,10 +45,6 @@ class TrialContext:
     storage: str
     resources: Resources
     replay_recorded: bool
-
-
-def trial_plan(config: dict[str, Any]) -> TrialPlan:
-    return TrialPlan.model_validate_json(config[PLAN_KEY])
 
 
 def build_job(context: TrialContext, plan: TrialPlan) -> TrainJob:
@@ -82,12 +74,6 @@ def _replay_recorded(context: TrialContext, plan: TrialPlan) -> bool:
         tune.report({**epoch_summary(records), "parameters": rows[0].parameters,
                      "fold_records": records, REPLAY_KEY: rows[0].variant})
     return True
-
-
-def error_file(experiment_dir: Path, trial_id: str) -> Path:
-    """Where a failing trial leaves its traceback for the ledger (Tune writes its own error
-    file only after its callbacks have run)."""
-    return Path(experiment_dir) / "errors" / f"{trial_id}.txt"
 
 
 def run_trial(config: dict[str, Any], context: TrialContext) -> None:

@@ -17,17 +17,18 @@ from typing import Any
 
 import ray
 from ray import tune
+from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from ser_ray.ray_session import ensure_ray
-from ser_ray.study.ledger_writer import TRIAL_PREFIX
+from ser_ray.study.ledger_writer import TRIAL_PREFIX, LedgerWriter
 from ser_ray.study.schema import StudyConfig
 from ser_ray.study.space import DefineByRun, make_sampler, open_storage
 from ser_ray.study.storage import TUNE_DIR, next_run_name, storage_child
-from ser_ray.study.trial import PLAN_KEY, TrialContext, run_trial
-from ser_ray.study.units import TrialPlan
+from ser_ray.study.trial import TrialContext, run_trial
+from ser_ray.study.units import PLAN_KEY, TrialPlan, trial_plan
 
 WALL_TIME_FILE = "wall_time.json"
 # How often the driver records the wall time used: a killed driver loses at most this much.
@@ -68,7 +69,7 @@ def wall_time_left(study: StudyConfig, experiment_dir: Path) -> float | None:
 
 
 def fit(study: StudyConfig, experiment_dir: Path, context: TrialContext,
-        callbacks: list[tune.Callback], num_samples: int, time_left: float | None,
+        ledger: LedgerWriter, num_samples: int, time_left: float | None,
         param_space: dict[str, Any] | None = None, search_alg: Searcher | None = None) -> None:
     """Run the trials on the cluster (a local one is started when none is attached)."""
     clock = WallClock(experiment_dir)  # before Ray starts: starting it is study time too
@@ -88,7 +89,7 @@ def fit(study: StudyConfig, experiment_dir: Path, context: TrialContext,
         run_config=tune.RunConfig(
             name=next_run_name(context.storage),
             storage_path=storage_child(context.storage, TUNE_DIR),
-            callbacks=[*callbacks, clock], verbose=0,
+            callbacks=[LedgerCallback(ledger), clock], verbose=0,
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             failure_config=tune.FailureConfig(max_failures=study.budget.retries)),
     )
@@ -108,6 +109,31 @@ def _scheduler(study: StudyConfig) -> TrialScheduler:
         metric=study.objective.metric, mode=study.objective.mode, time_attr="epoch",
         max_t=study.budget.epochs, grace_period=study.search.scheduler.grace_period,
         reduction_factor=study.search.scheduler.reduction_factor)
+
+
+class LedgerCallback(tune.Callback):
+    """Tune's trial events, handed to the ledger writer by trial id and plan."""
+
+    def __init__(self, ledger: LedgerWriter) -> None:
+        self.ledger = ledger
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.ledger.started(trial.trial_id, trial_plan(trial.config))
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
+                        **info: Any) -> None:
+        # A multi-worker trial's checkpoint is its TorchTrainer's, reported with its metrics.
+        self.ledger.reported(trial.trial_id, result, result.get(CHECKPOINT_PATH_KEY))
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._ended(trial, error=None)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._ended(trial, error=self.ledger.trial_error(trial.trial_id))
+
+    def _ended(self, trial: Any, error: str | None) -> None:
+        checkpoint = trial.checkpoint.path if trial.checkpoint is not None else None
+        self.ledger.ended(trial.trial_id, trial_plan(trial.config), error, checkpoint)
 
 
 class WallClock(tune.Callback):

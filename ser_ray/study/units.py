@@ -12,6 +12,7 @@ import hashlib
 import json
 import traceback
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from ser_ray.errors import UserError
@@ -23,27 +24,39 @@ from ser_ray.study.design import resolve
 from ser_ray.study.schema import StudyConfig
 from ser_ray.study.space import sampled_changes
 
+# The Tune config key of a trial's plan, as JSON text (one flat value in Tune's logs).
+PLAN_KEY = "plan"
+# The result key a replaying trial reports: the variant whose recorded epochs it reports.
+REPLAY_KEY = "replay_of"
+
 
 class TrialPlan(StrictModel):
     """One trial: a configuration trained at one seed on some folds, in lock-step.
 
     Attributes:
         variant: the ablation variant; None for a search trial (the driver names it).
-        changes: the dotted overrides that make the configuration.
         configuration: the resolved configuration; None when it could not be resolved, and
             `error` says why (a search sampled an invalid combination): the trial then fails
             and its units are recorded failed with that error.
+        unresolved_changes: the sampled changes of such a configuration (else None).
         config_hash: the configuration's hash on the study's data.
     """
 
     variant: str | None
     factors: dict[str, str] = {}
-    changes: dict[str, Any]
     configuration: Configuration | None
+    unresolved_changes: dict[str, Any] | None = None
     config_hash: str
     seed: int
     folds: tuple[int, ...]
     error: str | None = None
+
+    @property
+    def changes(self) -> dict[str, Any]:
+        """The dotted overrides that make (or were to make) the configuration."""
+        if self.configuration is not None:
+            return self.configuration.changes
+        return self.unresolved_changes or {}
 
 
 class SearchPlans:
@@ -65,14 +78,25 @@ class SearchPlans:
         except Exception:  # noqa: BLE001  (a bug must fail this trial, not the search)
             return self._failing(changes, f"resolving the sampled configuration {changes} "
                                           f"failed:\n{traceback.format_exc()}")
-        return TrialPlan(variant=None, changes=changes, configuration=configuration,
+        return TrialPlan(variant=None, configuration=configuration,
                          config_hash=config_hash(configuration, self.data), seed=0,
                          folds=self.folds)
 
     def _failing(self, changes: dict[str, Any], error: str) -> TrialPlan:
-        return TrialPlan(variant=None, changes=changes, configuration=None,
+        return TrialPlan(variant=None, configuration=None, unresolved_changes=changes,
                          config_hash=unresolved_hash(changes), seed=0, folds=self.folds,
                          error=error)
+
+
+def trial_plan(config: dict[str, Any]) -> TrialPlan:
+    """The plan a trial's Tune config carries."""
+    return TrialPlan.model_validate_json(config[PLAN_KEY])
+
+
+def error_file(experiment_dir: Path, trial_id: str) -> Path:
+    """Where a failing trial leaves its traceback for the ledger (Tune writes its own error
+    file only after its callbacks have run)."""
+    return Path(experiment_dir) / "errors" / f"{trial_id}.txt"
 
 
 def unresolved_hash(changes: dict[str, Any]) -> str:
@@ -102,7 +126,6 @@ def missing_ablation_plans(variants: Sequence[VariantRecord], seeds: Sequence[in
             if folds:
                 plans.append(TrialPlan(
                     variant=variant.name, factors=variant.factors,
-                    changes=variant.configuration.changes,
                     configuration=variant.configuration, config_hash=variant.config_hash,
                     seed=seed, folds=folds))
     return plans

@@ -131,8 +131,8 @@ def test_trials_a_killed_driver_left_running_are_failed_when_the_storage_opens(
 
 
 def test_the_tune_searcher_hands_each_trial_its_resolved_plan(tmp_path: Path) -> None:
-    from ser_ray.study.trial import PLAN_KEY, trial_plan
     from ser_ray.study.tune_run import ResolvingSearch, optuna_search
+    from ser_ray.study.units import PLAN_KEY, trial_plan
 
     study = search_study(n_startup_trials=1)
     searcher = optuna_search(study, tmp_path / "optuna.db", SearchPlans(study, DATA, (0, 1)))

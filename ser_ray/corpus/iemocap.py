@@ -12,7 +12,13 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from ser_ray.corpus.reader import CorpusReader, NameFields, SkipFile, register_reader
+from ser_ray.corpus.reader import (
+    CorpusReader,
+    LabelledUtterance,
+    NameFields,
+    SkipFile,
+    register_reader,
+)
 from ser_ray.errors import unreadable_reason
 
 BLOCK_HEAD = re.compile(
@@ -52,23 +58,31 @@ class IemocapReader(CorpusReader):
             path for path in files
             if path.parent.name == "EmoEvaluation" and path.suffix == ".txt"
         ]
-        self.labels: dict[str, str] = {}
         for label_file in label_files:
-            try:
-                text = label_file.read_text(encoding="utf-8", errors="replace")
-            except OSError as error:
-                self.notes.append(
-                    f"label file {label_file}: {unreadable_reason(label_file, error)}; "
-                    "its turns are skipped as unlabelled"
-                )
-                continue
-            for match in BLOCK_HEAD.finditer(text):
-                self.labels.setdefault(match["utterance"], match["label"])
+            self.read_label_file(label_file)
         if not label_files:
             self.notes.append(
                 "no SessionN/dialog/EmoEvaluation/*.txt label files found: every turn is "
                 "skipped as unlabelled"
             )
+
+    def read_label_file(self, label_file: Path) -> None:
+        try:
+            text = label_file.read_text(encoding="utf-8", errors="replace")
+        except OSError as error:
+            self.notes.append(
+                f"label file {label_file}: {unreadable_reason(label_file, error)}; "
+                "its turns are skipped as unlabelled"
+            )
+            return
+        for match in BLOCK_HEAD.finditer(text):
+            utterance_id = match["utterance"]
+            self.labelled.setdefault(utterance_id, LabelledUtterance(
+                utterance_id=utterance_id,
+                raw_label=match["label"],
+                label_file=label_file,
+                audio_path=turn_audio_path(label_file, utterance_id),
+            ))
 
     def parse(self, path: Path, match: re.Match[str]) -> NameFields:
         utterance_id = path.stem
@@ -81,18 +95,29 @@ class IemocapReader(CorpusReader):
                 "mislabelled",
                 f"file is named for Session{session_number} but lies in Session{folder_session}",
             )
-        raw_label = self.labels.get(utterance_id)
-        if raw_label is None:
+        labelled = self.labelled.get(utterance_id)
+        if labelled is None:
             raise SkipFile(
                 "no_label",
                 f"no label line for {utterance_id} in Session{session_number}/dialog/"
-                f"EmoEvaluation/{utterance_id.rsplit('_', 1)[0]}.txt",
+                f"EmoEvaluation/{dialog_of(utterance_id)}.txt",
             )
         return NameFields(
             utterance_id=utterance_id,
             speaker=f"{match['session']}{match['gender']}",
-            raw_label=raw_label,
+            raw_label=labelled.raw_label,
             gender=match["gender"],
             session=f"Session{session_number}",
             improvised=match["dialog"].startswith("impro"),
         )
+
+
+def dialog_of(utterance_id: str) -> str:
+    return utterance_id.rsplit("_", 1)[0]
+
+
+def turn_audio_path(label_file: Path, utterance_id: str) -> Path:
+    """`SessionN/sentences/wav/<dialog>/<turn>.wav` for a turn of
+    `SessionN/dialog/EmoEvaluation/<dialog>.txt`."""
+    session_folder = label_file.parent.parent.parent
+    return session_folder / "sentences" / "wav" / dialog_of(utterance_id) / f"{utterance_id}.wav"

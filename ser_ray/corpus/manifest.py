@@ -40,7 +40,8 @@ METADATA_KEY = b"ser_ray.manifest"
 
 @dataclass(frozen=True)
 class Skipped:
-    """A file that is not a usable utterance, with a reason a person understands."""
+    """A file that is not a usable utterance, or the absent audio file of a labelled one,
+    with a reason a person understands."""
 
     path: str
     reason_code: str

@@ -1,7 +1,8 @@
 """What every corpus reader provides, and the registry that finds a reader by corpus name.
 
 A reader only interprets names and side files (label files, demographics); walking the tree,
-probing audio headers and recording skipped files is shared by all corpora in `scan.py`.
+probing audio headers, recording skipped files and reporting labelled utterances without audio
+is shared by all corpora in `scan.py`.
 """
 
 from __future__ import annotations
@@ -27,6 +28,18 @@ class NameFields:
     improvised: bool | None = None
 
 
+@dataclass(frozen=True)
+class LabelledUtterance:
+    """An utterance a label file names, apart from its audio: the scan reports the ones whose
+    audio file is absent (an incomplete download), which nothing else would reveal."""
+
+    utterance_id: str
+    raw_label: str
+    label_file: Path
+    audio_path: Path
+    """Where the corpus layout puts its audio file."""
+
+
 class SkipFile(Exception):
     """Raised by a reader for a file that is not a usable utterance."""
 
@@ -40,7 +53,9 @@ class CorpusReader:
     """Base of the per-corpus readers.
 
     `files` is every non-hidden file under the root (one walk serves both the audio and the
-    side files a reader needs), so readers never walk the tree themselves.
+    side files a reader needs), so readers never walk the tree themselves. A reader whose
+    labels come from label files fills `labelled`, by utterance id; corpora labelled by
+    their file names leave it empty.
     """
 
     name: ClassVar[str]
@@ -53,6 +68,7 @@ class CorpusReader:
     def __init__(self, root: Path, files: Sequence[Path]) -> None:
         self.root = root
         self.notes: list[str] = []
+        self.labelled: dict[str, LabelledUtterance] = {}
 
     def match(self, path: Path) -> re.Match[str] | None:
         return self.file_pattern.match(path.name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import soundfile
 from tqdm import tqdm
 
 from ser_ray.corpus.manifest import MANIFEST_COLUMNS, Skipped, write_manifest
-from ser_ray.corpus.reader import CorpusReader, SkipFile, get_reader
+from ser_ray.corpus.reader import CorpusReader, LabelledUtterance, SkipFile, get_reader
 from ser_ray.errors import UserError, unreadable_reason
 
 AUDIO_SUFFIX = ".wav"
@@ -46,11 +47,14 @@ class ScanResult:
 
 @dataclass
 class CorpusTree:
-    """The files under a corpus root, and the folders under it that were not scanned."""
+    """The files under a corpus root, and the folders under it that a scan reports."""
 
-    files: list[Path]
-    unlisted: list[Skipped]
+    files: list[Path] = field(default_factory=list)
+    unlisted: list[Skipped] = field(default_factory=list)
     """Folders not scanned: unreadable ones, and links to folders scanned already."""
+    audio_named_folders: list[Path] = field(default_factory=list)
+    """Folders named like audio files (scanned as any folder): the file a user expects at
+    such a path is not there."""
 
     def record_unlisted(self, error: OSError) -> None:
         folder = Path(error.filename)
@@ -69,7 +73,7 @@ def walk_tree(root: Path) -> CorpusTree:
     from folder names, so the real name must win over a link's. A folder that cannot be
     listed is kept as `unreadable` with its reason, because every file under it is missing.
     """
-    tree = CorpusTree([], [])
+    tree = CorpusTree()
     scanned_as: dict[tuple[int, int], Path] = {}
     links = [root]
     while links:
@@ -93,6 +97,8 @@ def walk_tree(root: Path) -> CorpusTree:
                 subdirs[:] = []
                 continue
             scanned_as[identity] = folder
+            if folder != root and is_audio_name(folder.name):
+                tree.audio_named_folders.append(folder)
             visible = sorted(name for name in subdirs if not name.startswith("."))
             # os.path.islink, not Path.is_symlink: a path past PATH_MAX must reach os.walk's
             # listing, which reports it, instead of raising here.
@@ -106,7 +112,11 @@ def walk_tree(root: Path) -> CorpusTree:
 def probe_header(path: Path, min_duration_s: float) -> AudioHeader:
     """Read the header only (no decoding) or raise SkipFile naming what is wrong; a file that
     cannot be read at all raises OSError."""
-    if path.stat().st_size == 0:
+    status = path.stat()
+    if not stat.S_ISREG(status.st_mode):
+        # A pipe would block the header read, and its size 0 would be misread as empty.
+        raise SkipFile("not_a_file", "a pipe, socket or device named like an audio file")
+    if status.st_size == 0:
         raise SkipFile("empty", "empty file (0 bytes)")
     try:
         info = soundfile.info(str(path))
@@ -141,9 +151,9 @@ def scan_corpus(
     tree = walk_tree(root)
     files = tree.files
     reader = reader_class(root, files)
-    audio_files = [path for path in files if path.suffix.lower() == AUDIO_SUFFIX]
+    audio_files = [path for path in files if is_audio_name(path.name)]
     rows: list[dict[str, object]] = []
-    skipped = list(tree.unlisted)
+    skipped = [*tree.unlisted, *map(audio_named_folder, tree.audio_named_folders)]
     first_path_of: dict[str, Path] = {}
     for path in tqdm(audio_files, desc=f"scan {corpus}", unit="file", disable=not progress):
         try:
@@ -152,6 +162,8 @@ def scan_corpus(
             skipped.append(Skipped(str(path), skip.reason_code, skip.reason))
         except OSError as error:
             skipped.append(Skipped(str(path), "unreadable", unreadable_reason(path, error)))
+    audio_paths = [*audio_files, *tree.audio_named_folders]
+    skipped += map(missing_audio, labelled_without_audio(reader, audio_paths))
     manifest = pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS))
     return ScanResult(
         corpus=corpus,
@@ -160,6 +172,32 @@ def scan_corpus(
         skipped=skipped,
         notes=reader.notes,
         ignored_files=len(files) - len(audio_files),
+    )
+
+
+def is_audio_name(name: str) -> bool:
+    return Path(name).suffix.lower() == AUDIO_SUFFIX
+
+
+def audio_named_folder(folder: Path) -> Skipped:
+    return Skipped(str(folder), "not_a_file",
+                   "a directory named like an audio file (the files in it are scanned as usual)")
+
+
+def labelled_without_audio(
+    reader: CorpusReader, audio_paths: list[Path]
+) -> list[LabelledUtterance]:
+    """Labelled utterances with no audio path of their id anywhere in the tree. A path that
+    is there but unusable is already skipped with its own reason, so it counts as present."""
+    present = {reader.utterance_id(path) for path in audio_paths}
+    return [item for item in reader.labelled.values() if item.utterance_id not in present]
+
+
+def missing_audio(item: LabelledUtterance) -> Skipped:
+    return Skipped(
+        str(item.audio_path), "missing_audio",
+        f"label file {item.label_file} labels {item.utterance_id} ({item.raw_label}), but no "
+        f"audio file {item.audio_path.name} is under the corpus root (an incomplete download?)",
     )
 
 

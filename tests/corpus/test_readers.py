@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from ser_ray.corpus import ScanResult, scan_corpus
-from ser_ray.corpus.manifest import read_manifest, read_skipped
+from ser_ray.corpus import ScanResult, scan_corpus, summarize
+from ser_ray.corpus.manifest import read_manifest, read_provenance, read_skipped
 from ser_ray.corpus.scan import write_scan
 from ser_ray.errors import UserError
 from tests.conftest import write_wav
@@ -214,6 +215,110 @@ def test_iemocap_unreadable_label_file_is_a_note_not_a_crash(tmp_path: Path) -> 
     assert result.notes == [
         f"label file {label_file}: cannot read the file: broken link (its target "
         f"{tmp_path / 'elsewhere.txt'} does not exist); its turns are skipped as unlabelled"]
+
+
+def test_iemocap_label_lines_whose_audio_is_missing_are_reported(tmp_path: Path) -> None:
+    """An incomplete download: label lines name turns whose wav is absent. Each such turn is
+    a `missing_audio` row at the path the layout gives it; a turn whose wav is there but bad
+    keeps only its own reason, and every good turn is kept."""
+    root = tmp_path / "IEMOCAP_full_release"
+    write_iemocap_dialog(root, 1, "Ses01F_impro01", [
+        ("Ses01F_impro01_F000", "neu"), ("Ses01F_impro01_M000", "ang"),
+        ("Ses01F_impro01_F001", "sad"), ("Ses01F_impro01_M001", "hap")])
+    write_iemocap_dialog(root, 1, "Ses01M_script02_1", [
+        ("Ses01M_script02_1_F000", "exc"), ("Ses01M_script02_1_M000", "fru")])
+    write_iemocap_dialog(root, 2, "Ses02F_impro03", [
+        ("Ses02F_impro03_F000", "neu"), ("Ses02F_impro03_M000", "xxx")])
+    turns = root / "Session1" / "sentences" / "wav" / "Ses01F_impro01"
+    (turns / "Ses01F_impro01_M000.wav").unlink()
+    (turns / "Ses01F_impro01_F001.wav").write_bytes(b"")
+    (turns / "Ses01F_impro01_M001.wav").unlink()
+    (turns / "Ses01F_impro01_M001.wav").mkdir()
+    shutil.rmtree(root / "Session2" / "sentences")
+
+    result = scan_corpus("iemocap", root)
+    manifest_path = tmp_path / "out" / "iemocap.parquet"
+    write_scan(result, manifest_path)
+
+    assert sorted(read_manifest(manifest_path)["utterance_id"]) == [
+        "Ses01F_impro01_F000", "Ses01M_script02_1_F000", "Ses01M_script02_1_M000"]
+    evaluation = root / "Session1" / "dialog" / "EmoEvaluation" / "Ses01F_impro01.txt"
+    evaluation_2 = root / "Session2" / "dialog" / "EmoEvaluation" / "Ses02F_impro03.txt"
+    session_2_turns = root / "Session2" / "sentences" / "wav" / "Ses02F_impro03"
+    assert read_skipped(manifest_path).to_dict("records") == [
+        {"path": str(turns / "Ses01F_impro01_M001.wav"), "reason_code": "not_a_file",
+         "reason": "a directory named like an audio file (the files in it are scanned as "
+                   "usual)"},
+        {"path": str(turns / "Ses01F_impro01_F001.wav"), "reason_code": "empty",
+         "reason": "empty file (0 bytes)"},
+        {"path": str(turns / "Ses01F_impro01_M000.wav"), "reason_code": "missing_audio",
+         "reason": f"label file {evaluation} labels Ses01F_impro01_M000 (ang), but no audio "
+                   "file Ses01F_impro01_M000.wav is under the corpus root (an incomplete "
+                   "download?)"},
+        {"path": str(session_2_turns / "Ses02F_impro03_F000.wav"),
+         "reason_code": "missing_audio",
+         "reason": f"label file {evaluation_2} labels Ses02F_impro03_F000 (neu), but no audio "
+                   "file Ses02F_impro03_F000.wav is under the corpus root (an incomplete "
+                   "download?)"},
+        {"path": str(session_2_turns / "Ses02F_impro03_M000.wav"),
+         "reason_code": "missing_audio",
+         "reason": f"label file {evaluation_2} labels Ses02F_impro03_M000 (xxx), but no audio "
+                   "file Ses02F_impro03_M000.wav is under the corpus root (an incomplete "
+                   "download?)"},
+    ]
+    summary = summarize(result)
+    assert "iemocap: 3 utterances" in summary
+    assert "skipped 5: empty 1, missing_audio 3, not_a_file 1" in summary
+    assert read_provenance(manifest_path)["skipped"] == 5
+
+
+def test_iemocap_turn_found_elsewhere_in_the_tree_is_not_missing(tmp_path: Path) -> None:
+    """Mirrors move turns out of `sentences/wav/<dialog>/`: a turn's audio found anywhere
+    (even in a folder the reader rejects) is not reported missing on top of its own reason."""
+    write_iemocap_dialog(tmp_path, 1, "Ses01F_impro01", [
+        ("Ses01F_impro01_F000", "neu"), ("Ses01F_impro01_M000", "ang")])
+    turns = tmp_path / "Session1" / "sentences" / "wav" / "Ses01F_impro01"
+    (turns / "Ses01F_impro01_F000.wav").rename(tmp_path / "Ses01F_impro01_F000.wav")
+    (tmp_path / "Session2").mkdir()
+    (turns / "Ses01F_impro01_M000.wav").rename(tmp_path / "Session2" / "Ses01F_impro01_M000.wav")
+    result = scan_corpus("iemocap", tmp_path)
+    assert result.manifest["utterance_id"].tolist() == ["Ses01F_impro01_F000"]
+    assert reasons(result) == {"Ses01F_impro01_M000.wav": "mislabelled"}
+
+
+def test_things_named_like_audio_files_that_are_not_files_are_reported(tmp_path: Path) -> None:
+    """A folder (or a link to one, or a pipe) under an audio name is reported as not a file;
+    the files inside such a folder are scanned like any others."""
+    root = tmp_path / "emodb"
+    write_wav(root / "wav" / "03a01Fa.wav", sample_rate=48000, channels=2)
+    (root / "wav" / "08a02Wb.wav").mkdir()
+    write_wav(root / "wav" / "09b01Fc.wav" / "09b01Fc.wav")
+    write_wav(tmp_path / "second-disk" / "10b02Tb.wav", sample_rate=22050)
+    (root / "wav" / "11a01Wa.WAV").symlink_to(tmp_path / "second-disk",
+                                              target_is_directory=True)
+    os.mkfifo(root / "wav" / "12a01Na.wav")
+
+    result = scan_corpus("emodb", root)
+    manifest_path = tmp_path / "out" / "emodb.parquet"
+    write_scan(result, manifest_path)
+
+    manifest = read_manifest(manifest_path).set_index("utterance_id")
+    assert manifest[["sample_rate", "channels"]].to_dict("index") == {
+        "03a01Fa": {"sample_rate": 48000, "channels": 2},
+        "09b01Fc": {"sample_rate": 16000, "channels": 1},
+        "10b02Tb": {"sample_rate": 22050, "channels": 1}}
+    folder_reason = "a directory named like an audio file (the files in it are scanned as usual)"
+    assert read_skipped(manifest_path).to_dict("records") == [
+        {"path": str(root / "wav" / "08a02Wb.wav"), "reason_code": "not_a_file",
+         "reason": folder_reason},
+        {"path": str(root / "wav" / "09b01Fc.wav"), "reason_code": "not_a_file",
+         "reason": folder_reason},
+        {"path": str(root / "wav" / "11a01Wa.WAV"), "reason_code": "not_a_file",
+         "reason": folder_reason},
+        {"path": str(root / "wav" / "12a01Na.wav"), "reason_code": "not_a_file",
+         "reason": "a pipe, socket or device named like an audio file"},
+    ]
+    assert "skipped 4: not_a_file 4" in summarize(result)
 
 
 def reasons(result: ScanResult) -> dict[str, str]:

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import soundfile
 
-from ser_ray.corpus import Selection, apply_selection, scan_corpus
+from ser_ray.corpus import Selection, apply_selection, scan_corpus, summarize
 
 FILE_LISTS = Path(__file__).resolve().parents[3] / "shared" / "data" / "corpus_file_lists.csv.gz"
 
@@ -121,6 +121,31 @@ def test_every_real_file_name_parses(
     if expected_gender is not None:
         actors = manifest["utterance_id"].str[:4]
         assert (manifest["gender"] == actors.map(expected_gender)).all()
+
+
+def test_iemocap_incomplete_download_lists_every_missing_turn(
+    file_lists: pd.DataFrame, tmp_path: Path
+) -> None:
+    """Session 1 with every label line but one dialog's wav folder and every tenth other wav
+    absent: each absent turn is reported where the layout puts it, every present turn kept."""
+    rows = file_lists[(file_lists["corpus"] == "iemocap")
+                      & file_lists["relpath"].str.startswith("Session1/")]
+    lost_dialog = rows["relpath"].str.contains("/Ses01F_impro04/")
+    absent = lost_dialog | (np.arange(len(rows)) % 10 == 0)
+    template = tmp_path / "template.wav"
+    soundfile.write(template, np.full(1600, 0.1, dtype=np.float32), 16000)
+    root = tmp_path / "iemocap"
+    build_tree(root, rows[~absent], template)
+    write_iemocap_labels(root, rows)
+
+    result = scan_corpus("iemocap", root)
+
+    assert sorted(result.manifest["path"]) == sorted(
+        str(root / relpath) for relpath in rows[~absent]["relpath"])
+    assert {item.reason_code for item in result.skipped} == {"missing_audio"}
+    assert sorted(item.path for item in result.skipped) == sorted(
+        str(root / relpath) for relpath in rows[absent]["relpath"])
+    assert f"skipped {absent.sum()}: missing_audio {absent.sum()}" in summarize(result)
 
 
 @pytest.fixture(scope="module")

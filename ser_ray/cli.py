@@ -62,7 +62,8 @@ def _folds(args: argparse.Namespace) -> None:
     from ser_ray.folds import FoldProtocol, check_folds, make_folds, write_folds
 
     manifest = read_manifest(args.manifest)
-    protocol = FoldProtocol(kind=args.protocol, k=args.k, seed=args.seed)
+    protocol = FoldProtocol(kind=args.protocol, k=args.k, seed=args.seed,
+                            repeats=args.repeats)
     folds = make_folds(manifest, protocol)
     check = check_folds(manifest, folds, protocol)
     write_folds(folds, protocol, check, args.out)
@@ -350,6 +351,8 @@ def build_parser() -> argparse.ArgumentParser:
     folds.add_argument("--k", type=int, default=None,
                        help="folds (stratified: required; session/speaker: default one per group)")
     folds.add_argument("--seed", type=int, default=0)
+    folds.add_argument("--repeats", type=int, default=1,
+                       help="stratified: repeat the k-fold split with seeds seed, seed+1, ...")
     folds.add_argument("--out", required=True, type=Path)
     folds.set_defaults(handler=_folds)
 

@@ -4,8 +4,8 @@ Two studies from `search_spaces/` run on one local Ray cluster: the ablation `de
 (synthesize → scan → 4 classes → leave-one-session-out folds → Ray Data features at all 8
 STFT versions plus a noise copy → eca_cnn with/without ECA × two STFT versions × STFT
 augmentation) and the TPE + ASHA search `demo_search.yaml` on the same features. Each gets
-its report; the better of the two studies' best configurations becomes a predictor that
-then labels a new recording.
+its report; the search's best configuration, chosen on validation speakers without the
+test folds, becomes a predictor that then labels a new recording.
 `--quick` shrinks corpus, epochs and trials so the whole path runs in a few minutes (the CI
 end-to-end test).
 """
@@ -96,15 +96,16 @@ def run_demo(out_dir: Path, quick: bool = False, cache_root: Path | None = None)
 def best_of(experiments: dict[str, Experiment],
             bests: dict[str, RankedConfiguration | None],
             best_models: dict[str, Path | None]) -> Path | None:
-    """The predictor of the study whose best configuration scores best on the objective both
-    studies share; on a tie, the one scored over more units."""
-    scored = []
-    for name, predictor in best_models.items():
-        experiment, best = experiments[name], bests[name]
-        if predictor is not None and best is not None:
-            sign = 1 if experiment.maximise else -1
-            scored.append((sign * best.mean, best.units, predictor))
-    return max(scored, key=lambda entry: entry[:2])[2] if scored else None
+    """The predictor of a study that chose its configuration without the test folds (the
+    search, on validation speakers), else of the first study with one. Comparing the two
+    studies' test scores would pick a model on the test set."""
+    candidates = [(not (experiments[name].selects_on_test
+                        or experiments[name].selects_epochs_on_test), name, predictor)
+                  for name, predictor in best_models.items()
+                  if predictor is not None and bests[name] is not None]
+    if not candidates:
+        return None
+    return max(candidates, key=lambda entry: entry[0])[2]
 
 
 def write_new_recording(path: Path) -> Path:
@@ -147,15 +148,18 @@ def write_index(out_dir: Path, experiments: dict[str, Experiment], predictor: Pa
 
 
 def _headline(experiment: Experiment) -> list[str]:
+    from ser_ray.report.markdown import chosen_how
+    from ser_ray.report.markup import metric_label, score
     from ser_ray.report.units import best_so_far, completeness
 
     done = completeness(experiment)
     best = best_so_far(experiment)
     if best is None:
         return [f"No finished configuration ({done.recorded} of {done.planned} units)."]
-    return [f"Best configuration: `{best.variant}`, {experiment.objective} "
-            f"{best.mean:.2f} ± {best.sd:.2f} % over {best.units} units "
-            f"({done.recorded} of {done.planned} units recorded)."]
+    return [f"Best configuration: `{best.variant}`, {metric_label(experiment.objective)} "
+            f"{score(best.mean, best.sd)} % over {best.units} units"
+            f"{chosen_how(experiment, best)} ({done.recorded} of {done.planned} units "
+            f"recorded)."]
 
 
 def closing_words(out_dir: Path, index: Path, predictor: Path | None, recording: Path,

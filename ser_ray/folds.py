@@ -34,11 +34,17 @@ class LeakageError(UserError):
 
 @dataclass(frozen=True)
 class FoldProtocol:
-    """How folds are made; `k=None` means one fold per session or speaker."""
+    """How folds are made; `k=None` means one fold per session or speaker.
+
+    `repeats` > 1 (stratified only) repeats the k-fold split with seeds seed, seed + 1, …:
+    fold f of the table is fold f % k of repeat f // k, and each utterance has one fold per
+    repeat. Repeated k-fold is what the corrected resampled t-test compares learners over.
+    """
 
     kind: str
     k: int | None = None
     seed: int = 0
+    repeats: int = 1
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -49,10 +55,20 @@ class FoldProtocol:
             raise UserError("protocol 'stratified' needs k, the number of folds (e.g. k=5)")
         if not _is_int(self.seed) or self.seed < 0:
             raise UserError(f"seed={self.seed!r}: the seed must be a non-negative integer")
+        if not _is_int(self.repeats) or self.repeats < 1:
+            raise UserError(f"repeats={self.repeats!r}: the number of repeats must be an "
+                            f"integer of at least 1")
+        if self.repeats > 1 and self.kind != "stratified":
+            raise UserError(f"repeats={self.repeats}: only protocol 'stratified' is repeated "
+                            f"with other seeds; {self.kind!r} folds are the same every time")
 
     @property
     def speaker_independent(self) -> bool:
         return self.kind in ("session", "speaker")
+
+    def repeat_of(self, fold: int) -> int:
+        """The repeat a fold index of the table belongs to."""
+        return fold // self.k if self.repeats > 1 else 0  # type: ignore[operator]
 
 
 @dataclass(frozen=True)
@@ -69,6 +85,9 @@ class FoldCheck:
     def describe(self) -> str:
         sizes = self.fold_sizes.values()
         shape = f"{len(self.fold_sizes)} folds of {min(sizes)}-{max(sizes)} utterances"
+        if self.protocol.repeats > 1:
+            shape += (f" ({self.protocol.repeats} repeats of {self.protocol.k}-fold, seeds "
+                      f"{self.protocol.seed}-{self.protocol.seed + self.protocol.repeats - 1})")
         if self.speaker_independent:
             return f"speaker-independent: no speaker appears in two folds; {shape}"
         return (
@@ -79,34 +98,37 @@ class FoldCheck:
 
 
 def make_folds(manifest: pd.DataFrame, protocol: FoldProtocol) -> pd.DataFrame:
-    """One `fold` (0-based) per manifest row, in manifest order; leakage-checked before return."""
+    """One `fold` (0-based) per manifest row and repeat, in manifest order within each repeat;
+    leakage-checked before return."""
     needs = {"stratified": (), "session": ("session",), "speaker": ("gender",)}[protocol.kind]
     _require_columns(manifest, ("utterance_id", "speaker", "label", *needs))
     if manifest.empty:
         raise UserError("the manifest has no utterances to split into folds")
     if protocol.kind == "stratified":
-        fold = _stratified(manifest["label"], protocol)
+        k = int(protocol.k)  # type: ignore[arg-type]  (validated: stratified always has k)
+        repeats = [repeat * k + _stratified(manifest["label"], k, protocol.seed + repeat)
+                   for repeat in range(protocol.repeats)]
     elif protocol.kind == "session":
         _check_sessions(manifest, protocol)
-        fold = _leave_one_group_out(manifest["session"])
+        repeats = [_leave_one_group_out(manifest["session"])]
     else:
-        fold = _by_speaker(manifest, protocol)
-    folds = pd.DataFrame({"utterance_id": manifest["utterance_id"].astype(str).to_numpy(),
-                          "fold": np.asarray(fold, dtype=np.int64)})
+        repeats = [_by_speaker(manifest, protocol)]
+    ids = manifest["utterance_id"].astype(str).to_numpy()
+    folds = pd.DataFrame({"utterance_id": np.tile(ids, len(repeats)),
+                          "fold": np.concatenate(repeats).astype(np.int64)})
     check_folds(manifest, folds, protocol)
     return folds
 
 
-def _stratified(labels: pd.Series, protocol: FoldProtocol) -> np.ndarray:
+def _stratified(labels: pd.Series, k: int, seed: int) -> np.ndarray:
     """Per class, shuffle and deal round-robin, each class starting where the last one stopped.
 
     Dealing all classes as one continuous round-robin keeps both per-class counts and fold
     totals within ±1 across folds.
     """
-    k = int(protocol.k)  # type: ignore[arg-type]  (validated: stratified always has k)
     if k > len(labels):
         raise UserError(f"k={k} is more than the {len(labels)} utterances in the manifest")
-    rng = np.random.default_rng(protocol.seed)
+    rng = np.random.default_rng(seed)
     codes = labels.astype(str).to_numpy()
     fold = np.empty(len(codes), dtype=np.int64)
     start = 0
@@ -197,7 +219,6 @@ def check_folds(manifest: pd.DataFrame, folds: pd.DataFrame, protocol: FoldProto
     _require_columns(folds, ("utterance_id", "fold"), what="fold table")
     if manifest.empty:
         raise UserError("the manifest has no utterances to check folds against")
-    _check_coverage(manifest["utterance_id"].astype(str), folds["utterance_id"].astype(str))
     if manifest["speaker"].isna().any():
         raise UserError(f"{int(manifest['speaker'].isna().sum())} utterances have no speaker; "
                         "the leakage check needs a speaker for every utterance")
@@ -208,23 +229,32 @@ def check_folds(manifest: pd.DataFrame, folds: pd.DataFrame, protocol: FoldProto
     empty = sorted(set(range(n_folds)) - set(fold.tolist()))
     if empty:
         raise UserError(f"fold table: folds {empty} are empty (folds must be numbered 0..k-1)")
-    if protocol.k is not None and n_folds != protocol.k:
+    if protocol.k is not None and n_folds != protocol.k * protocol.repeats:
         raise UserError(f"fold table has {n_folds} folds but protocol {protocol.kind!r} "
-                        f"says k={protocol.k}")
+                        f"says k={protocol.k}" + (f" × {protocol.repeats} repeats"
+                                                  if protocol.repeats > 1 else ""))
 
     rows = manifest[["utterance_id", "speaker", "label"]].assign(
         utterance_id=manifest["utterance_id"].astype(str)
     ).merge(folds.assign(utterance_id=folds["utterance_id"].astype(str)), on="utterance_id")
-    folds_of = rows.groupby("speaker")["fold"].unique()
-    shared = {speaker: sorted(int(f) for f in fs) for speaker, fs in folds_of.items()
-              if len(fs) > 1}
+    repeat = rows["fold"].map(protocol.repeat_of)
+    for number in range(protocol.repeats):
+        _check_coverage(manifest["utterance_id"].astype(str),
+                        folds["utterance_id"].astype(str)[
+                            folds["fold"].map(protocol.repeat_of) == number])
+    shared: dict[str, list[int]] = {}
+    for _, one_repeat in rows.groupby(repeat):
+        for speaker, fs in one_repeat.groupby("speaker")["fold"].unique().items():
+            if len(fs) > 1:
+                shared[speaker] = sorted({*shared.get(speaker, ()), *(int(f) for f in fs)})
+    n_speakers = rows["speaker"].nunique()
     if shared and protocol.speaker_independent:
         named = "; ".join(f"{speaker} (folds {', '.join(map(str, fs))})"
                           for speaker, fs in list(shared.items())[:NAMED_AT_MOST])
         more = f"; and {len(shared) - NAMED_AT_MOST} more" if len(shared) > NAMED_AT_MOST else ""
         raise LeakageError(
             f"protocol {protocol.kind!r} must be speaker-independent, but {len(shared)} of "
-            f"{len(folds_of)} speakers appear in more than one fold: {named}{more}",
+            f"{n_speakers} speakers appear in more than one fold: {named}{more}",
             shared,
         )
     counts = rows.groupby(["fold", "label"]).size()
@@ -232,7 +262,7 @@ def check_folds(manifest: pd.DataFrame, folds: pd.DataFrame, protocol: FoldProto
         protocol=protocol,
         speaker_independent=not shared,
         shared_speakers=shared,
-        n_speakers=len(folds_of),
+        n_speakers=n_speakers,
         fold_sizes={int(f): int(n) for f, n in rows["fold"].value_counts().sort_index().items()},
         per_fold_label_counts={
             int(f): {str(label): int(n) for (_, label), n in group.items()}
@@ -270,7 +300,7 @@ def write_folds(folds: pd.DataFrame, protocol: FoldProtocol, check: FoldCheck,
     table = pa.Table.from_pandas(folds.loc[:, ["utterance_id", "fold"]], schema=FOLD_SCHEMA,
                                  preserve_index=False)
     recorded = {"kind": protocol.kind, "k": protocol.k, "seed": protocol.seed,
-                "speaker_independent": check.speaker_independent}
+                "repeats": protocol.repeats, "speaker_independent": check.speaker_independent}
     metadata = dict(table.schema.metadata or {})
     metadata[METADATA_KEY] = json.dumps(recorded, sort_keys=True).encode()
     pq.write_table(table.replace_schema_metadata(metadata), path)
@@ -291,7 +321,8 @@ def read_folds(path: str | Path) -> tuple[pd.DataFrame, FoldProtocol]:
         lacks = f"columns {missing}" if missing else f"the {METADATA_KEY.decode()} metadata"
         raise UserError(f"fold table {path} lacks {lacks}; was it written by `ser-ray folds`?")
     recorded = json.loads(raw)
-    protocol = FoldProtocol(kind=recorded["kind"], k=recorded["k"], seed=recorded["seed"])
+    protocol = FoldProtocol(kind=recorded["kind"], k=recorded["k"], seed=recorded["seed"],
+                            repeats=recorded.get("repeats", 1))
     folds = table.select(FOLD_SCHEMA.names).to_pandas()
     return folds.astype({"utterance_id": str, "fold": "int64"}), protocol
 

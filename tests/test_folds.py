@@ -243,7 +243,8 @@ def test_session_protocol_needs_a_session_everywhere():
 
 @pytest.mark.parametrize(
     "protocol", [FoldProtocol("speaker", k=3, seed=7), FoldProtocol("session"),
-                 FoldProtocol("stratified", k=4, seed=2)]
+                 FoldProtocol("stratified", k=4, seed=2),
+                 FoldProtocol("stratified", k=3, seed=2, repeats=3)]
 )
 def test_write_read_round_trip_keeps_the_protocol(tmp_path, protocol):
     manifest = make_manifest()
@@ -265,3 +266,32 @@ def test_read_folds_rejects_missing_files_and_foreign_tables(tmp_path):
     pq.write_table(pa.table({"utterance_id": ["a"], "fold": [0]}), tmp_path / "plain.parquet")
     with pytest.raises(UserError, match="ser_ray.folds metadata"):
         read_folds(tmp_path / "plain.parquet")
+
+
+def test_repeated_stratified_folds_repeat_the_split_with_the_next_seeds():
+    """Repeat r is the k-fold split at seed + r, renumbered r·k..r·k+k-1: every utterance is
+    tested once per repeat, and repeat 0 is the unrepeated split."""
+    manifest = make_manifest(n_speakers=6, utterances=(4, 9))
+    protocol = FoldProtocol("stratified", k=3, seed=5, repeats=3)
+    folds = make_folds(manifest, protocol)
+    assert sorted(folds["fold"].unique()) == list(range(9))
+    for repeat in range(3):
+        members = folds[folds["fold"].map(protocol.repeat_of) == repeat]
+        assert sorted(members["utterance_id"]) == sorted(manifest["utterance_id"].astype(str))
+        alone = make_folds(manifest, FoldProtocol("stratified", k=3, seed=5 + repeat))
+        np.testing.assert_array_equal(members["fold"].to_numpy() - 3 * repeat,
+                                      alone["fold"].to_numpy())
+    assert "3 repeats of 3-fold, seeds 5-7" in check_folds(manifest, folds, protocol).describe()
+
+
+def test_a_repeat_that_misses_an_utterance_is_refused():
+    manifest = make_manifest()
+    protocol = FoldProtocol("stratified", k=2, repeats=2)
+    folds = make_folds(manifest, protocol)
+    with pytest.raises(UserError, match="1 manifest utterances have no fold"):
+        check_folds(manifest, folds.iloc[:-1], protocol)
+
+
+def test_only_stratified_folds_repeat():
+    with pytest.raises(UserError, match="only protocol 'stratified' is repeated"):
+        FoldProtocol("session", repeats=2)

@@ -38,7 +38,17 @@ from ser_ray.experiment.ledger import (
     trials_run,
     unit_rows,
 )
-from ser_ray.experiment.metrics import METRIC_NAMES, HeadlineScores, MetricName, SplitScores
+from ser_ray.experiment.metrics import (
+    METRIC_NAMES,
+    VALIDATION_METRIC_NAMES,
+    VALIDATION_PREFIX,
+    HeadlineScores,
+    MetricName,
+    ObjectiveMetric,
+    Split,
+    SplitScores,
+    objective_split,
+)
 from ser_ray.experiment.ranking import RankedConfiguration, best, ranking, variant_order
 from ser_ray.experiment.study_record import StudyRecord
 from ser_ray.experiment.training import (
@@ -65,6 +75,11 @@ __all__ = [
     "HeadlineScores",
     "LossOptions",
     "MetricName",
+    "ObjectiveMetric",
+    "Split",
+    "VALIDATION_METRIC_NAMES",
+    "VALIDATION_PREFIX",
+    "objective_split",
     "RankedConfiguration",
     "ReplayRow",
     "SplitScores",

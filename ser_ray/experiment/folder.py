@@ -13,9 +13,10 @@ from pathlib import Path
 
 from ser_ray.errors import UserError
 from ser_ray.experiment.format import check_format
-from ser_ray.experiment.ledger import UnitRow, read_ledger, unit_rows
-from ser_ray.experiment.metrics import MetricName
+from ser_ray.experiment.ledger import ReplayRow, UnitRow, read_ledger, read_replays, unit_rows
+from ser_ray.experiment.metrics import MetricName, ObjectiveMetric, objective_split
 from ser_ray.experiment.study_record import StudyRecord
+from ser_ray.experiment.training import OPTIMISTIC_RULE
 from ser_ray.schema import validate
 
 STUDY_FILE = "study.json"
@@ -25,17 +26,35 @@ STUDY_FILE = "study.json"
 class Experiment:
     """One experiment directory: the study record and each unit's authoritative row.
 
-    `retried_failures` counts failed rows a later row of the same unit superseded.
+    `retried_failures` counts failed rows a later row of the same unit superseded;
+    `replays` are the search trials that proposed a recorded configuration again.
     """
 
     directory: Path
     study: StudyRecord
     rows: tuple[UnitRow, ...]
     retried_failures: int
+    replays: tuple[ReplayRow, ...] = ()
 
     @property
-    def objective(self) -> MetricName:
+    def objective(self) -> ObjectiveMetric:
         return self.study.objective.metric
+
+    @property
+    def test_metric(self) -> MetricName:
+        """The objective's metric on the test folds: what a chosen configuration scores."""
+        return objective_split(self.objective)[1]
+
+    @property
+    def selects_on_test(self) -> bool:
+        """Whether configurations are chosen by a test-set metric: a search (or the best
+        variant of an ablation) ranked this way is OPTIMISTIC."""
+        return self.study.objective.split == "test"
+
+    @property
+    def selects_epochs_on_test(self) -> bool:
+        """Whether each fold's epoch is picked on its test split (OPTIMISTIC as well)."""
+        return self.study.selection_rule == OPTIMISTIC_RULE
 
     @property
     def maximise(self) -> bool:
@@ -85,4 +104,4 @@ def load_experiment(experiment_dir: Path) -> Experiment:
     reported = {id(row) for row in rows}
     retried = sum(1 for row in raw_rows if row.status == "failed" and id(row) not in reported)
     return Experiment(directory=directory, study=study, rows=tuple(rows),
-                      retried_failures=retried)
+                      retried_failures=retried, replays=tuple(read_replays(directory)))

@@ -13,13 +13,13 @@ from typing import Any, Literal
 from ser_ray.errors import UserError
 from ser_ray.schema import StrictModel
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class Record(StrictModel):
     """Base of the records a study writes: each line or file states its format."""
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[2] = SCHEMA_VERSION
 
 
 # The literal above is the version a reader accepts: a new format changes both together.

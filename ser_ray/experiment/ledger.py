@@ -29,7 +29,13 @@ import pydantic
 from ser_ray.errors import UserError
 from ser_ray.experiment.configuration import Configuration
 from ser_ray.experiment.format import Record, check_format
-from ser_ray.experiment.metrics import METRIC_NAMES, HeadlineScores, SplitScores
+from ser_ray.experiment.metrics import (
+    METRIC_NAMES,
+    HeadlineScores,
+    Split,
+    SplitScores,
+    objective_split,
+)
 from ser_ray.schema import StrictModel, validate
 
 LEDGER_FILE = "ledger.jsonl"
@@ -118,10 +124,20 @@ class UnitRow(Record):
     @property
     def selected(self) -> SplitScores | None:
         """The test scores at the selected epoch; None when the unit has none (failed)."""
+        return self.selected_on("test")
+
+    def selected_on(self, split: Split) -> SplitScores | None:
+        """A split's scores at the selected epoch; None when the unit has none."""
         if self.selected_epoch is None:
             return None
-        return next((record.test for record in self.history
+        return next((getattr(record, split) for record in self.history
                      if record.epoch == self.selected_epoch), None)
+
+    def objective_score(self, metric: str) -> float | None:
+        """An objective metric (`objective_split`) at the selected epoch; None without one."""
+        split, name = objective_split(metric)
+        scores = self.selected_on(split)
+        return scores.score(name) if scores is not None else None
 
     @property
     def metrics(self) -> HeadlineScores | None:

@@ -12,6 +12,22 @@ from ser_ray.schema import StrictModel
 
 MetricName = Literal["unweighted_accuracy", "weighted_accuracy", "ua_wa_mean", "macro_f1"]
 METRIC_NAMES: tuple[MetricName, ...] = get_args(MetricName)
+Split = Literal["test", "validation"]
+# A metric on the validation split is named with this prefix (`validation_unweighted_accuracy`).
+VALIDATION_PREFIX = "validation_"
+VALIDATION_METRIC_NAMES: tuple[str, ...] = tuple(VALIDATION_PREFIX + name for name in METRIC_NAMES)
+ObjectiveMetric = Literal[METRIC_NAMES + VALIDATION_METRIC_NAMES]  # type: ignore[valid-type]
+
+
+def objective_split(metric: str) -> tuple[Split, MetricName]:
+    """The split an objective metric is measured on, and the metric's own name.
+
+    >>> objective_split("validation_unweighted_accuracy"), objective_split("macro_f1")
+    (('validation', 'unweighted_accuracy'), ('test', 'macro_f1'))
+    """
+    if metric.startswith(VALIDATION_PREFIX):
+        return "validation", metric.removeprefix(VALIDATION_PREFIX)  # type: ignore[return-value]
+    return "test", metric  # type: ignore[return-value]
 
 
 class HeadlineScores(StrictModel):

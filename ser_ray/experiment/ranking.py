@@ -50,9 +50,10 @@ def ranking(experiment: Experiment) -> list[RankedConfiguration]:
     for variant in variant_order(experiment):
         if experiment.design == "search" and trial_status(experiment, variant) != "finished":
             continue
-        scores = [row.metrics.score(experiment.objective)  # type: ignore[union-attr]
+        scores = [row.objective_score(experiment.objective)
                   for row in experiment.rows_of(variant, "finished")]
-        finite = np.asarray([score for score in scores if math.isfinite(score)], float)
+        finite = np.asarray([score for score in scores
+                             if score is not None and math.isfinite(score)], float)
         if finite.size == 0:
             continue
         sd = float(np.std(finite, ddof=1)) if finite.size > 1 else math.nan

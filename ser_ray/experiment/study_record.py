@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from pydantic import Field
+
 from ser_ray.experiment.configuration import Configuration, DataIdentity, FeatureIdentity
 from ser_ray.experiment.format import Record
-from ser_ray.experiment.metrics import MetricName
+from ser_ray.experiment.metrics import ObjectiveMetric, Split, objective_split
 from ser_ray.experiment.training import TrainConfig
 from ser_ray.schema import StrictModel
 
@@ -19,12 +21,21 @@ Design = Literal["search", "one-factor", "factorial", "leave-one-out"]
 
 
 class Objective(StrictModel):
-    metric: MetricName = "unweighted_accuracy"
+    """What configurations are ranked, pruned and searched by: a metric of the test split
+    (`unweighted_accuracy`) or of the validation split (`validation_unweighted_accuracy`),
+    each fold at its selected epoch, averaged over folds."""
+
+    metric: ObjectiveMetric = Field("unweighted_accuracy", description="a test metric, or "
+                                    "the same on the validation split with 'validation_'")
     mode: Literal["max", "min"] = "max"
 
     @property
     def maximise(self) -> bool:
         return self.mode == "max"
+
+    @property
+    def split(self) -> Split:
+        return objective_split(self.metric)[0]
 
 
 class VariantRecord(StrictModel):
@@ -65,8 +76,12 @@ class CorpusRecord(StrictModel):
 
 
 class ProtocolRecord(StrictModel):
+    """How the folds were made. With `repeats` > 1 (stratified k-fold repeated with other
+    seeds), fold index f is fold f % k of repeat f // k."""
+
     kind: str
     k: int | None
+    repeats: int = 1
     seed: int
     speaker_independent: bool
     description: str

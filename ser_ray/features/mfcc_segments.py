@@ -30,16 +30,23 @@ from ser_ray.features.recipe import FeatureItem, RecipeBase
 
 
 class MfccSegmentsRecipe(RecipeBase):
-    """ctmam (spec §2.2): 26 × 57 MFCC per 1.8 s segment, hop 0.2 s, short utterances tiled.
+    """ctmam (spec §2.2): 26 × 57 MFCC per 1.8 s segment, hop 3199 samples, short utterances
+    tiled.
 
-    The authors compute the hop as int((1.8 − 1.6) · 16000), which floating point truncates to
-    3199 samples; the spec's 3200 is the default, hop_s = 0.1999375 reproduces 3199.
+    The hop follows the authors' code, not the spec's 3200: `process_IEMOCAP.py` and
+    `process_Emodb.py` step by int((1.8 − 1.6) · 16000), and 1.8 − 1.6 = 0.19999999999999996
+    in floating point, so the int() truncates 3199.9999999999995 to 3199. hop_s = 0.2 gives the
+    intended 3200.
     """
 
     kind: Literal["mfcc_segments"] = "mfcc_segments"
     sample_rate: int = Field(16000, gt=0, description="load rate [code]")
     segment_s: float = Field(1.8, gt=0, description="segment length [code]")
-    hop_s: float = Field(0.2, gt=0, description="segment hop: 1.8 s with 1.6 s overlap [code]")
+    hop_s: float = Field(
+        0.1999375, gt=0, description="segment hop, rounded to whole samples: 0.1999375 s = "
+        "3199 samples at 16 kHz, as the authors' code computes int((1.8 − 1.6) · 16000) = 3199 "
+        "[code process_IEMOCAP.py, process_Emodb.py]; 0.2 s = 3200 is the intended 1.6 s "
+        "overlap [spec §2.2]")
     n_mfcc: int = Field(26, gt=0, description="cepstral coefficients kept [code]")
     n_mels: int = Field(128, gt=0, description="Slaney Mel bands (librosa default) [code]")
     n_fft: int = Field(2048, gt=0, description="STFT length, Hann window [librosa 0.8.1]")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ser_ray.experiment import Experiment, load_experiment
 from ser_ray.experiment.study_record import Hardware, ProtocolRecord
+from ser_ray.experiment.training import OPTIMISTIC_RULE
 from ser_ray.report import markup as md
 from ser_ray.report import results, setup, units
 
@@ -23,7 +24,7 @@ FIGURES_DIR = "figures"
 SELECTION_RULES = {
     "last": "last epoch",
     "best-validation": "best validation epoch by (UA + WA) / 2",
-    "best-test": "best test epoch by (UA + WA) / 2 — **OPTIMISTIC: selected on the test set**",
+    "best-test": f"best test epoch by (UA + WA) / 2 — {md.optimistic('epoch')}",
 }
 METRIC_WORDS = {"unweighted_accuracy": "unweighted accuracy", "weighted_accuracy":
                 "weighted accuracy", "ua_wa_mean": "(UA + WA) / 2", "macro_f1": "macro F1"}
@@ -63,20 +64,42 @@ def render_progress(experiment_dir: Path) -> str:
     """A short markdown progress summary: units done, best so far, failures, pruned."""
     experiment = load_experiment(Path(experiment_dir))
     done = units.completeness(experiment)
+    replayed = f", {done.replayed} replayed" if experiment.design == "search" else ""
     lines = [f"## Progress: {experiment.study.name}", "",
              f"**{done.recorded} of {done.planned} units** recorded: {done.finished} finished, "
-             f"{done.pruned} pruned; {done.failed} failed; {done.not_run} not run yet."]
+             f"{done.pruned} pruned{replayed}; {done.failed} failed; {done.not_run} not run yet."]
     leader = units.best_so_far(experiment)
     if leader is not None:
         lines.append(f"Best so far by {md.metric_label(experiment.objective)}: "
                      f"**{leader.variant}** {md.score(leader.mean, leader.sd)} % over "
-                     f"{leader.units} units.")
+                     f"{leader.units} units{chosen_how(experiment, leader)}.")
     failures = units.failed_units(experiment)
     if not failures.empty:
         lines += ["", "Failed units:"]
-        lines += [f"- {row.variant}, fold {row.fold}, seed {row.seed}: `{row.error_summary}`"
-                  for row in failures.itertuples()]
+        lines += [f"- {row.variant}, fold {row.fold}, seed {row.seed}: "
+                  f"`{_path(experiment, row.error_summary)}`" for row in failures.itertuples()]
+        lines += ["", _failure_advice(experiment)]
     return "\n".join(lines) + "\n"
+
+
+def chosen_how(experiment: Experiment, leader: units.BestSoFar) -> str:
+    """What a "best" configuration's number means: chosen on the test folds it is scored on
+    (OPTIMISTIC), or chosen on validation and scored on test — OPTIMISTIC still when each
+    fold's epoch was picked on its test split."""
+    if experiment.selects_on_test:
+        return f" — {md.optimistic('configuration')}"
+    test_label = md.metric_label(experiment.test_metric)
+    epochs = f" — {md.optimistic('epoch')}" if experiment.selects_epochs_on_test else ""
+    return f"; its test {test_label}: {md.score(leader.test_mean, leader.test_sd)} %{epochs}"
+
+
+def _failure_advice(experiment: Experiment) -> str:
+    """What happens to failed units: a resume reruns an ablation's; a search trial that
+    failed used its place in the trial budget and is not retried."""
+    if experiment.design != "search":
+        return "A resume reruns them."
+    return ("A failed search trial is not retried: it used its place in the trial budget. To "
+            "try more configurations, raise `budget.trials` and resume.")
 
 
 # ---- header --------------------------------------------------------------------------------
@@ -88,34 +111,55 @@ def _title(experiment: Experiment) -> str:
     if done.partial:
         lines += ["", f"> **{done.label}** — {done.failed} failed, {done.not_run} not run yet. "
                   "Every number below covers the recorded units only."]
+    for warning in _optimistic_warnings(experiment):
+        lines += ["", f"> {warning}"]
     if study.description:
         lines += ["", study.description]
     return "\n".join(lines)
+
+
+def _optimistic_warnings(experiment: Experiment) -> list[str]:
+    """The header's warnings for numbers chosen on the test folds they are reported on."""
+    warnings = []
+    if OPTIMISTIC_RULE in setup.selection_rules(experiment):
+        warnings.append(f"{md.optimistic('epoch')}: configurations with selection "
+                        f"`{OPTIMISTIC_RULE}` report each fold at its best test epoch, so "
+                        "their scores are biased upward.")
+    if experiment.design == "search" and experiment.selects_on_test:
+        label = md.metric_label(experiment.objective)
+        warnings.append(f"{md.optimistic('configuration')}: trials were ranked and pruned by "
+                        f"their test {label}, so the best trial's score is biased upward. "
+                        f"Ranking by `objective.metric: validation_{experiment.objective}` (with "
+                        "a validation split, e.g. `train.validation: train-speakers`) chooses "
+                        "without the test folds.")
+    return warnings
 
 
 def _setup(experiment: Experiment) -> str:
     study = experiment.study
     corpus = study.corpus
     done = units.completeness(experiment)
+    replayed = f", {done.replayed} replayed" if experiment.design == "search" else ""
     rows = [
         ("design", _design_line(experiment)),
-        ("objective", f"{md.metric_label(experiment.objective)} "
-                      f"({METRIC_WORDS.get(experiment.objective, experiment.objective)}), "
-                      f"{'maximised' if experiment.maximise else 'minimised'}"),
+        ("objective", _objective_line(experiment)),
         ("units", f"{done.label}: {done.finished} finished, {done.pruned} pruned, "
-                  f"{done.failed} failed, {done.not_run} not run"),
+                  f"{done.failed} failed{replayed}, {done.not_run} not run"),
         ("corpus", f"{corpus.reader}: {corpus.utterances} utterances, {corpus.speakers} "
-                   f"speakers; manifest `{corpus.manifest}`"),
+                   f"speakers; root `{_path(experiment, corpus.root)}`; manifest "
+                   f"`{_path(experiment, corpus.manifest)}`"),
         ("class selection", md.inline_mapping(corpus.selection)),
         ("class counts", ", ".join(f"{row.label} {row.utterances}"
                                    for row in setup.class_counts(experiment).itertuples())),
         ("protocol", _protocol_line(study.protocol)),
         ("epoch selection", "; ".join(SELECTION_RULES.get(rule, rule)
                                       for rule in setup.selection_rules(experiment))),
+        ("configuration selection", _configuration_choice(experiment)),
         ("folds × seeds", f"folds {md.listing(study.folds)} × seeds {md.listing(study.seeds)}; "
                           f"{study.epochs} epochs"),
         ("model", f"`{study.model.get('name')}` "
                   f"{md.inline_mapping(study.model.get('options') or {})}"),
+        ("trial storage", f"`{_path(experiment, study.trial_storage)}`"),
         ("hardware", _hardware_line(study.hardware)),
         ("git commit", f"`{study.git_commit}`" if study.git_commit
          else "unknown (not a git checkout)"),
@@ -125,6 +169,31 @@ def _setup(experiment: Experiment) -> str:
              _packages_section(study.packages), _settings_section(experiment),
              _skipped_section(experiment)]
     return "\n\n".join(part for part in parts if part)
+
+
+def _objective_line(experiment: Experiment) -> str:
+    metric = experiment.test_metric
+    where = "test folds" if experiment.selects_on_test else "validation split"
+    return (f"{md.metric_label(experiment.objective)} ({METRIC_WORDS.get(metric, metric)} on "
+            f"the {where}), {'maximised' if experiment.maximise else 'minimised'}")
+
+
+def _configuration_choice(experiment: Experiment) -> str:
+    """What configurations are chosen by: the objective, and on which split."""
+    label = md.metric_label(experiment.objective)
+    test_label = md.metric_label(experiment.test_metric)
+    if experiment.design == "search":
+        chosen = f"trials are ranked and pruned, and the best chosen, by mean {label} over folds"
+    else:
+        chosen = (f"variants are compared with the baseline in test {test_label}; the best "
+                  f"variant is named by mean {label} over folds")
+    if experiment.selects_on_test:
+        return f"{chosen} — {md.optimistic('configuration')}"
+    return f"{chosen}, and reported with its test {test_label}"
+
+
+def _path(experiment: Experiment, recorded: str) -> str:
+    return md.relative_paths(recorded, experiment.directory)
 
 
 def _design_line(experiment: Experiment) -> str:
@@ -157,8 +226,8 @@ def _feature_section(experiment: Experiment) -> str:
     caches = setup.feature_caches(experiment)
     if caches.empty:
         return ""
-    rows = [(f"`{row.cache_key}`", row.recipe, row.augmentations, row.rows, f"`{row.path}`")
-            for row in caches.itertuples()]
+    rows = [(f"`{row.cache_key}`", row.recipe, row.augmentations, row.rows,
+             f"`{_path(experiment, row.path)}`") for row in caches.itertuples()]
     return "**Feature caches**\n\n" + md.table(rows, ["cache key", "recipe", "augmentations",
                                                     "rows", "path"])
 
@@ -201,7 +270,8 @@ def _skipped_section(experiment: Experiment) -> str:
     if skipped.empty:
         return "**Skipped inputs**: none (scan and features read every input)."
     counts = setup.skipped_counts(experiment)
-    listing = md.table([(row.stage, f"`{row.path}`", row.reason_code, row.reason)
+    listing = md.table([(row.stage, f"`{_path(experiment, row.path)}`", row.reason_code,
+                         _path(experiment, row.reason))
                       for row in skipped.itertuples()], ["stage", "path", "reason code", "reason"])
     summary = md.table([(row.stage, row.reason_code, row.inputs) for row in counts.itertuples()],
                      ["stage", "reason code", "inputs"])
@@ -218,13 +288,14 @@ def _failures(experiment: Experiment) -> str:
         parts.append("No unit failed.")
     else:
         parts.append(f"{len(failed)} unit(s) failed; they are excluded from every statistic "
-                     "above and are rerun by a resume.")
+                     f"above. {_failure_advice(experiment)}")
         parts.append(md.table([(md.code(row.variant), row.fold, row.seed, row.epochs_run,
-                              f"`{row.error_summary}`") for row in failed.itertuples()],
+                              f"`{_path(experiment, row.error_summary)}`")
+                             for row in failed.itertuples()],
                             ["variant", "fold", "seed", "epochs run", "error"]))
         parts.append(md.details("tracebacks", "\n\n".join(
-            f"**{row.variant}, fold {row.fold}, seed {row.seed}**\n\n```\n{row.error}\n```"
-            for row in failed.itertuples())))
+            f"**{row.variant}, fold {row.fold}, seed {row.seed}**\n\n```\n"
+            f"{_path(experiment, row.error)}\n```" for row in failed.itertuples())))
     if done.retried_failures:
         parts.append(f"{done.retried_failures} earlier failed attempt(s) were retried "
                      "successfully; the retry is what the tables report.")
@@ -235,4 +306,7 @@ def _failures(experiment: Experiment) -> str:
         parts.append(f"{len(missing)} planned unit(s) not run yet.\n\n"
                      + (md.details("not run", listing) if len(missing) > md.COLLAPSE_AFTER
                         else listing))
+    elif experiment.design == "search" and done.not_run:
+        parts.append(f"{done.not_run} planned unit(s) not run yet: the trial budget has trials "
+                     "left, which a resume runs.")
     return "\n\n".join(parts)

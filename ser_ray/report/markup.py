@@ -1,10 +1,11 @@
 """Markdown pieces the report's sections share: tables, collapsible blocks, figure links, and
-how a score, a p-value or a count is written."""
+how a score, a p-value, a count, a recorded path or an OPTIMISTIC choice is written."""
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -12,7 +13,13 @@ from typing import Any
 
 from tabulate import tabulate
 
+from ser_ray.experiment import objective_split
+
 COLLAPSE_AFTER = 10
+# A root path where a path starts (not inside a longer one), with the "/" that follows it.
+# A path root, not a longer name: a dot after it continues a name only when a name
+# character follows (`/runs/x.old`), not at the end of a sentence (`in /runs/x.`).
+_PATH_ROOT = r"(?<![\w.~/-]){root}(/|(?![\w~/-]|\.\w))"
 METRIC_LABELS = {"unweighted_accuracy": "UA", "weighted_accuracy": "WA", "ua_wa_mean": "ACC",
                  "macro_f1": "macro-F1"}
 
@@ -76,7 +83,51 @@ def config_value(value: Any) -> str:
 
 
 def metric_label(metric: str) -> str:
-    return METRIC_LABELS.get(metric, metric)
+    """
+    >>> metric_label("unweighted_accuracy"), metric_label("validation_macro_f1")
+    ('UA', 'validation macro-F1')
+    """
+    split, name = objective_split(metric)
+    label = METRIC_LABELS.get(name, name)
+    return label if split == "test" else f"{split} {label}"
+
+
+def optimistic(choice: str) -> str:
+    """The mark of a number chosen on the folds it is reported on: an epoch picked by its
+    test score (`selection: best-test`), or a configuration ranked by a test metric.
+
+    >>> optimistic("epoch")
+    '**OPTIMISTIC: epoch selected on the test folds**'
+    """
+    return f"**OPTIMISTIC: {choice} selected on the test folds**"
+
+
+def relative_paths(text: str, directory: Path) -> str:
+    """`text` (a recorded path, or a traceback naming some) without the absolute paths of the
+    machine that ran the study: under the experiment folder relative to it, or to one of the
+    two folders above it (`../`, `../../`: a study's neighbours, e.g. its feature cache);
+    under the home directory from `~`; any other path stays as recorded.
+
+    >>> relative_paths("/runs/demo/search/a.npy and /runs/cache/k.", Path("/runs/demo/search"))
+    'a.npy and ../../cache/k.'
+    >>> relative_paths("File /runs/x, not /runs/xy or /data/runs/x/a", Path("/runs/x"))
+    'File ., not ../xy or /data/runs/x/a'
+    """
+    home = os.path.expanduser("~")
+    roots: dict[str, str] = {}
+    for folder in dict.fromkeys([directory.absolute(), directory.resolve()]):
+        for up, root in enumerate([folder, *folder.parents][:3]):
+            # The root and the home folder's own ancestors name too much to stand for.
+            if root != Path(root.anchor) and not Path(home).is_relative_to(root):
+                roots.setdefault(str(root), "../" * up)
+    if os.path.isabs(home) and home != "/":
+        roots.setdefault(home, "~/")
+    # Longest first: the experiment folder usually lies under the home directory.
+    for root in sorted(roots, key=len, reverse=True):
+        inside, itself = roots[root], roots[root].rstrip("/") or "."
+        text = re.sub(_PATH_ROOT.format(root=re.escape(root.rstrip("/"))),
+                      lambda found: inside if found.group(1) else itself, text)
+    return text
 
 
 def level(key: Any) -> str:

@@ -16,7 +16,7 @@ from ser_ray.experiment import METRIC_NAMES, Experiment
 from ser_ray.papers import load_paper_results
 from ser_ray.report import ablation, papers, search, setup, units
 from ser_ray.report import markup as md
-from ser_ray.report.stats import SIGNIFICANCE_LEVEL
+from ser_ray.report.stats import SIGNIFICANCE_LEVEL, smallest_wilcoxon_p
 
 
 def design_section(experiment: Experiment, figures: Path) -> str:
@@ -31,20 +31,30 @@ def design_section(experiment: Experiment, figures: Path) -> str:
 
 def _ablation_section(experiment: Experiment, figures: Path) -> str:
     table = ablation.ablation_table(experiment)
+    inference = ablation.fold_inference(experiment)
     records = table.to_dict("records")
+    label = md.metric_label(experiment.test_metric)
+    seeds = len(experiment.study.seeds) > 1
     headers = ["variant", "units", *[md.METRIC_LABELS[m] for m in METRIC_NAMES], "params"]
+    headers += ["seed sd (pp)"] if seeds else []
     rows = [[md.code(row["variant"]), _units(row),
              *[md.score(row[f"{m}_mean"], row[f"{m}_sd"]) for m in METRIC_NAMES],
-             md.count(row["parameters"])] for row in records]
+             md.count(row["parameters"]), *([md.score(row["seed_sd"], math.nan)] if seeds
+                                            else [])] for row in records]
     legend = "Scores are % as mean ± sd over folds × seeds."
+    if seeds:
+        legend += (f" Seed sd: each variant's test {label} sd across its seeds within a "
+                   "fold, averaged over folds — the training noise the seed average takes out "
+                   "of each fold's score.")
     if experiment.baseline:
-        headers += [f"Δ {md.metric_label(experiment.objective)} (pp)", "Wilcoxon p", "t p",
-                    "Holm p", "pairs", "verdict"]
+        t_header = "corrected t p" if inference.corrected else "t p"
+        headers += [f"Δ {label} (pp)", "Wilcoxon p", t_header, "Holm p", "n", "verdict"]
         for cells, row in zip(rows, records):
             cells += [md.delta(row["delta_pp"]), md.p_value(row["wilcoxon_p"]),
                       md.p_value(row["t_p"]), md.p_value(row["holm_p"]),
-                      row["n_pairs"] or "—", _verdict(row)]
-        legend += " " + _test_legend(experiment, int((table["n_pairs"] > 0).sum()))
+                      row["n_folds"] or "—", _verdict(row)]
+        legend += "\n\n" + _test_legend(experiment, inference,
+                                         int((table["variant"] != experiment.baseline).sum()))
     notes = [f"- `{row['variant']}`: {row['note']}" for row in records if row["note"]
              and row["variant"] != experiment.baseline and experiment.baseline]
     heading = "## Ablation" if experiment.design != "factorial" else "### Every cell"
@@ -59,25 +69,81 @@ def _ablation_section(experiment: Experiment, figures: Path) -> str:
     return f"{heading}\n\n{body}"
 
 
-def _test_legend(experiment: Experiment, comparisons: int) -> str:
-    label = md.metric_label(experiment.objective)
-    return (f"Δ is the mean paired difference in {label} from `{experiment.baseline}` over "
-            f"matched (fold, seed) units; p-values are two-sided: Wilcoxon signed-rank and "
-            f"paired t; Holm p corrects the Wilcoxon p over the {comparisons} comparisons. "
-            f"*Within noise* means Holm p ≥ {SIGNIFICANCE_LEVEL} or fewer than 6 pairs (with n "
-            f"pairs the smallest attainable Wilcoxon p is 2/2ⁿ).")
+def _test_legend(experiment: Experiment, inference: ablation.FoldInference,
+                 comparisons: int) -> str:
+    """What the tests are run over, which one gives the verdict, what it can reach at this
+    many folds and what it generalises over."""
+    label = md.metric_label(experiment.test_metric)
+    n = inference.planned_folds
+    smallest = smallest_wilcoxon_p(n)
+    floor = (f"**no comparison can reach p < {SIGNIFICANCE_LEVEL} with this test at {n} "
+             "folds**" if smallest >= SIGNIFICANCE_LEVEL
+             else f"so p < {SIGNIFICANCE_LEVEL} is attainable")
+    return "\n".join([
+        f"- **Δ**: the mean paired difference in test {label} from `{experiment.baseline}`. "
+        "All seeds of a fold share its test speakers, so the matched seeds' differences are "
+        "averaged within each fold first: each fold is one observation, and n (column *n*) "
+        f"is the number of folds — {_folds_shape(inference)}. Seeds make each fold's "
+        "difference less noisy; they add no observation.",
+        f"- **Tests**: {_tests_sentence(inference)}",
+        f"- **Holm**: Holm p adjusts the {_verdict_test(inference)} p-values over all "
+        f"m = {comparisons} comparisons of this table; a comparison that cannot be tested "
+        f"counts with p = 1. *significant* means Holm p < {SIGNIFICANCE_LEVEL}; anything else "
+        "is *within noise*.",
+        f"- **Smallest p**: at n = {n} the Wilcoxon test cannot give a two-sided p below "
+        f"2/2^{n} = {smallest:.4g}" + (
+            " (it is shown for reference; the corrected t has no such floor)."
+            if inference.corrected else f": {floor}."),
+        f"- **Scope**: {_scope_sentence(experiment, n)}",
+    ])
+
+
+def _folds_shape(inference: ablation.FoldInference) -> str:
+    if inference.corrected:
+        repeats = "1 repeat" if inference.repeats == 1 else f"{inference.repeats} repeats"
+        return f"{inference.planned_folds} planned = {repeats} × {inference.k} splits"
+    return f"{inference.planned_folds} planned {inference.protocol} folds"
+
+
+def _verdict_test(inference: ablation.FoldInference) -> str:
+    return "corrected resampled t" if inference.corrected else "Wilcoxon"
+
+
+def _tests_sentence(inference: ablation.FoldInference) -> str:
+    if not inference.corrected:
+        return ("p-values are two-sided over the n fold differences: the exact Wilcoxon "
+                "signed-rank test, **which gives the verdict**, and the paired t-test, shown "
+                "beside it (it assumes normal differences, which so few cannot show).")
+    return ("stratified folds share most of their training data, so their differences are "
+            "correlated: the verdict comes from the corrected resampled t-test of Nadeau & "
+            "Bengio (2003), t = mean(d) / √((1/J + n_test/n_train) · s²) with J = n, "
+            f"n_test/n_train = 1/(k − 1) = {inference.test_train_ratio:.3g} and J − 1 degrees "
+            "of freedom (column *corrected t p*; its 95 % CI too). The exact Wilcoxon "
+            "signed-rank p is shown for reference only: it treats the folds as independent.")
+
+
+def _scope_sentence(experiment: Experiment, n: int) -> str:
+    """What the test generalises over: the folds this study has, not new speakers."""
+    protocol = experiment.study.protocol
+    if protocol.kind == "stratified":
+        return ("The test generalises over other random stratified splits of these same "
+                "utterances; test speakers are also heard in training, so it says nothing "
+                "about new speakers.")
+    return (f"The test generalises over these {n} {protocol.kind} folds — the "
+            f"{'sessions and their speakers' if protocol.kind == 'session' else 'speakers'} "
+            "held out here — not to new speakers or recordings.")
 
 
 def _forest(experiment: Experiment, table: pd.DataFrame, figures: Path) -> str:
-    compared = table[table["n_pairs"] > 1]
+    compared = table[table["n_folds"] > 1]
     if compared.empty:
         return ""
-    label = md.metric_label(experiment.objective)
+    label = md.metric_label(experiment.test_metric)
     path = plots.plot_deltas(list(compared["variant"]), compared["delta_pp"].to_numpy(),
                              compared["delta_ci_low"].to_numpy(),
                              compared["delta_ci_high"].to_numpy(),
                              figures / "deltas_vs_baseline.png",
-                             f"Δ {label} vs {experiment.baseline}, 95 % CI",
+                             f"Δ test {label} vs {experiment.baseline}, 95 % CI over folds",
                              f"Δ {label} (pp)")
     return md.image(experiment.directory, path, f"Δ {label} vs baseline with 95 % CIs")
 
@@ -100,35 +166,55 @@ def _factorial_section(experiment: Experiment, figures: Path) -> str:
         [str(level) for level in pivot.mean.columns], figures / "factorial.png",
         f"{label} by {pivot.column_factor}, one line per {row_name}", pivot.column_factor,
         f"{label} (%)")
-    best = (f"Best cell ★: {row_name} = {md.level(pivot.best[0])}, {pivot.column_factor} = "
-            f"{pivot.best[1]}." if pivot.best else "No cell has a finished unit yet.")
     return "\n\n".join([
         f"## Factorial: {label} by {row_name} × {pivot.column_factor}",
-        f"{label} in %, mean ± sd over folds × seeds. {best}", md.table(rows, headers),
+        f"Test {label} in %, mean ± sd over folds × seeds. {_best_cell(experiment, pivot)}",
+        md.table(rows, headers),
         md.image(experiment.directory, path, f"{label} by {pivot.column_factor}")])
+
+
+def _best_cell(experiment: Experiment, pivot: ablation.FactorialPivot) -> str:
+    if pivot.best is None:
+        return "No cell has a finished unit yet."
+    row_name = " × ".join(pivot.row_factors) or "all"
+    cell = f"{row_name} = {md.level(pivot.best[0])}, {pivot.column_factor} = {pivot.best[1]}"
+    chosen_by = md.metric_label(pivot.selected_by)
+    if experiment.selects_on_test:
+        return f"Best cell ★ by mean {chosen_by}: {cell} — {md.optimistic('configuration')}."
+    return f"Best cell ★ by mean {chosen_by}: {cell}; the table shows its test score."
 
 
 def _search_section(experiment: Experiment, figures: Path) -> str:
     counts = search.search_counts(experiment)
-    label = md.metric_label(experiment.objective)
     record = experiment.study.search
     parts = ["## Search",
-             f"Trials: {counts['recorded']} of {counts['planned']} recorded — "
+             f"Trials: {counts['run']} of {counts['planned']} run — "
              f"{counts['finished']} finished, {counts['pruned']} pruned, "
-             f"{counts['failed']} failed. Sampler "
-             f"`{record.sampler if record else None}`, scheduler "
+             f"{counts['failed']} failed, {counts['replayed']} replayed a recorded "
+             f"configuration. Sampler `{record.sampler if record else None}`, scheduler "
              f"`{record.scheduler.get('kind') if record else None}`. "
-             f"Pruned trials stopped early and are not ranked."]
+             f"Pruned trials stopped early and are not ranked; a failed trial is not retried."]
     leader = search.best_configuration(experiment)
     if leader is not None:
-        parts += [f"### Best configuration: `{leader['variant']}`",
-                  f"{label} {md.score(leader['mean'], leader['sd'])} % over "
-                  f"{leader['units']} units.",
+        parts += [f"### Best configuration: `{leader['variant']}`", _headline(experiment, leader),
                   md.table([(f"`{key}`", json.dumps(value))
-                          for key, value in sorted(leader["config"].items())],
-                         ["parameter", "value"])]
-    parts += [_top_trials(experiment), _importance(experiment), _history(experiment, figures)]
+                            for key, value in leader["config"].items()],
+                           ["parameter", "value"])]
+    parts += [_top_trials(experiment), _replays(experiment), _importance(experiment),
+              _history(experiment, figures)]
     return "\n\n".join(part for part in parts if part)
+
+
+def _headline(experiment: Experiment, leader: dict[str, Any]) -> str:
+    """The best trial's number, and what chose it."""
+    label = md.metric_label(experiment.objective)
+    if experiment.selects_on_test:
+        return (f"{label} {md.score(leader['mean'], leader['sd'])} % over {leader['units']} "
+                f"units — {md.optimistic('configuration')}.")
+    test_label = md.metric_label(experiment.test_metric)
+    return (f"Chosen by {label} {md.score(leader['mean'], leader['sd'])} %; its test "
+            f"{test_label}: **{md.score(leader['test_mean'], leader['test_sd'])} %** over "
+            f"{leader['units']} units.")
 
 
 def _top_trials(experiment: Experiment) -> str:
@@ -136,25 +222,55 @@ def _top_trials(experiment: Experiment) -> str:
     if top.empty:
         return ""
     space = search.search_space(experiment)
+    test_score = not experiment.selects_on_test
     rows = [(row["rank"], md.code(row["variant"]),
-             md.score(row["objective_mean"], row["objective_sd"]), row["units"],
-             md.count(row["parameters"]), *[md.config_value(row[name]) for name in space])
+             md.score(row["objective_mean"], row["objective_sd"]),
+             *([md.score(row["test_mean"], row["test_sd"])] if test_score else []),
+             row["units"], md.count(row["parameters"]),
+             *[md.config_value(row[name]) for name in space])
             for row in top.to_dict("records")]
-    headers = ["rank", "trial", f"{md.metric_label(experiment.objective)} (%)", "units", "params",
-               *space]
-    return f"### Top {len(top)} finished trials\n\n" + md.table(rows, headers)
+    test_header = f"test {md.metric_label(experiment.test_metric)} (%)"
+    headers = ["rank", "trial", f"{md.metric_label(experiment.objective)} (%)",
+               *([test_header] if test_score else []), "units", "params", *space]
+    ranked_by = f"ranked by {md.metric_label(experiment.objective)}" + (
+        f" — {md.optimistic('configuration')}" if experiment.selects_on_test else "")
+    return f"### Top {len(top)} finished trials ({ranked_by})\n\n" + md.table(rows, headers)
+
+
+def _replays(experiment: Experiment) -> str:
+    replays = search.replayed_trials(experiment)
+    if replays.empty:
+        return ""
+    rows = [(md.code(row.variant), md.code(row.replay_of),
+             _error_line(experiment, row.error)) for row in replays.itertuples()]
+    return (f"### Replayed trials\n\n{len(replays)} trial(s) proposed a configuration already "
+            "recorded, trained nothing and reported that configuration's units; each used a "
+            "trial of the budget.\n\n"
+            + md.table(rows, ["trial", "repeats", "error"]))
+
+
+def _error_line(experiment: Experiment, error: str | None) -> str:
+    if not error:
+        return "—"
+    return f"`{md.relative_paths(error.strip().splitlines()[-1], experiment.directory)}`"
 
 
 def _importance(experiment: Experiment) -> str:
     importance, reason = search.parameter_importance(experiment)
     if reason:
         return f"### Parameter importance\n\nNot computed: {reason}."
-    rows = [(f"`{row.parameter}`", f"{row.importance:.3f}") for row in importance.itertuples()]
+    rows = [(f"`{row.parameter}`", f"{row.importance:#.2g}") for row in importance.itertuples()]
     finished = search.search_counts(experiment)["finished"]
-    return ("### Parameter importance\n\nfANOVA (Optuna) over the mean "
-            f"{md.metric_label(experiment.objective)} of {finished} finished trials; importances "
-            "sum to 1 and are rough with few trials.\n\n"
-            + md.table(rows, ["parameter", "importance"]))
+    text = ("### Parameter importance\n\nfANOVA (Optuna) over the mean "
+            f"{md.metric_label(experiment.objective)} of {finished} finished trials; "
+            "importances sum to 1.")
+    if not search.importance_is_reliable(finished, len(importance)):
+        parameters = f"{len(importance)} parameter" + ("s" if len(importance) != 1 else "")
+        text += (f" **Not reliable**: {finished} finished trials for {parameters}, fewer "
+                 f"than {search.TRIALS_PER_IMPORTANCE_PARAMETER} per "
+                 "parameter; with so few, the ranking mostly reflects which trials happened to "
+                 "be sampled.")
+    return text + "\n\n" + md.table(rows, ["parameter", "importance"])
 
 
 def _history(experiment: Experiment, figures: Path) -> str:

@@ -149,7 +149,9 @@ def _loss(train: TrainConfig) -> str:
         text = f"focal (γ {loss.gamma:g}, {alpha})"
     else:
         text = {"ce": "cross-entropy", "weighted_ce": "class-weighted cross-entropy"}[loss.kind]
-        if loss.label_smoothing:
+        if loss.label_smoothing and loss.label_smoothing_form == "ce_plus_smoothed":
+            text += f" + label-smoothed cross-entropy ({loss.label_smoothing:g})"
+        elif loss.label_smoothing:
             text += f" (label smoothing {loss.label_smoothing:g})"
     return text + (f" + mixup α {loss.mixup_alpha:g}" if loss.mixup_alpha else "")
 

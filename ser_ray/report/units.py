@@ -21,6 +21,7 @@ import pandas as pd
 
 from ser_ray.experiment import (
     METRIC_NAMES,
+    VALIDATION_METRIC_NAMES,
     Configuration,
     Experiment,
     ledger_frame,
@@ -35,23 +36,34 @@ PERCENT = 100.0
 
 @dataclass(frozen=True)
 class BestSoFar:
-    """The best configuration's objective mean and sd (%) over its finished units."""
+    """The best configuration: its objective's mean and sd (%) over its finished units, and
+    its test score in the objective's metric (the same numbers when the objective is a test
+    metric)."""
 
     variant: str
     mean: float
     sd: float
     units: int
+    test_mean: float
+    test_sd: float
 
 
 @dataclass(frozen=True)
 class Completeness:
-    """Units planned vs recorded; a failed unit is not recorded (it is due for a rerun)."""
+    """Units planned against units recorded: those a resume does not run again.
+
+    An ablation records its finished and pruned units; a failed one is rerun by a resume. A
+    search also counts its failed trials' units (a failed trial used its place in the trial
+    budget and is not retried) and those of `replayed` trials (a trial that proposed an
+    already recorded configuration trained nothing: its units are that configuration's).
+    """
 
     planned: int
     recorded: int
     finished: int
     pruned: int
     failed: int
+    replayed: int
     not_run: int
     retried_failures: int
 
@@ -67,13 +79,17 @@ class Completeness:
 
 
 def unit_frame(experiment: Experiment) -> pd.DataFrame:
-    """One row per unit (what results.csv holds): ledger_frame plus changes and factor levels."""
+    """One row per unit (what results.csv holds): ledger_frame (test metrics at the selected
+    epoch) plus changes, the validation metrics at the same epoch as `validation_<metric>`
+    (NaN without a validation split) and factor levels; so every objective is a column."""
     frame = ledger_frame(experiment.rows)
     if frame.empty:
         return pd.DataFrame(columns=["variant", "config_hash", "fold", "seed", "status",
-                                     *METRIC_NAMES, "config"])
+                                     *METRIC_NAMES, *VALIDATION_METRIC_NAMES, "config"])
     frame.insert(2, "config", [json.dumps(row.changes, sort_keys=True)
                                for row in experiment.rows])
+    for column in VALIDATION_METRIC_NAMES:
+        frame[column] = [_score(row.objective_score(column)) for row in experiment.rows]
     for factor in experiment.study.factors:
         frame[f"factor.{factor}"] = [row.factors.get(factor) for row in experiment.rows]
     order = {name: index for index, name in enumerate(variant_order(experiment))}
@@ -83,17 +99,37 @@ def unit_frame(experiment: Experiment) -> pd.DataFrame:
 
 
 def completeness(experiment: Experiment) -> Completeness:
-    """Units planned, recorded (finished or pruned), failed and not yet run."""
+    """Units planned, recorded (see `Completeness`), failed and not yet run."""
     statuses = pd.Series([row.status for row in experiment.rows], dtype=object)
+    finished = int((statuses == "finished").sum())
+    pruned = int((statuses == "pruned").sum())
+    failed = int((statuses == "failed").sum())
+    if experiment.design == "search":
+        return _search_completeness(experiment, finished, pruned, failed)
     planned_keys = _planned_unit_keys(experiment)
     ledger_keys = {row.key for row in experiment.rows}
     recorded = len(recorded_units(experiment.rows))
     planned = experiment.study.planned_units or len(planned_keys) or recorded
     return Completeness(
-        planned=planned, recorded=recorded, finished=int((statuses == "finished").sum()),
-        pruned=int((statuses == "pruned").sum()), failed=int((statuses == "failed").sum()),
-        not_run=(len(planned_keys - ledger_keys) if planned_keys
-                 else max(planned - len(ledger_keys), 0)),
+        planned=planned, recorded=recorded, finished=finished, pruned=pruned, failed=failed,
+        replayed=0, not_run=(len(planned_keys - ledger_keys) if planned_keys
+                             else max(planned - len(ledger_keys), 0)),
+        retried_failures=experiment.retried_failures)
+
+
+def _search_completeness(experiment: Experiment, finished: int, pruned: int,
+                         failed: int) -> Completeness:
+    """A search's units by trial: every trial run, failed or replayed, stands for its folds."""
+    study = experiment.study
+    per_trial = len(study.folds) * len(study.seeds)
+    trials_run = ({row.variant for row in experiment.rows}
+                  | {replay.variant for replay in experiment.replays})
+    planned_trials = study.search.trials if study.search is not None else len(trials_run)
+    replayed = len({replay.variant for replay in experiment.replays}) * per_trial
+    return Completeness(
+        planned=study.planned_units, recorded=finished + pruned + failed + replayed,
+        finished=finished, pruned=pruned, failed=failed, replayed=replayed,
+        not_run=max(planned_trials - len(trials_run), 0) * per_trial,
         retried_failures=experiment.retried_failures)
 
 
@@ -139,13 +175,14 @@ def variant_summary(experiment: Experiment) -> pd.DataFrame:
 
 
 def best_so_far(experiment: Experiment) -> BestSoFar | None:
-    """The ranking's best configuration, its objective (%) as the tables show it."""
+    """The ranking's best configuration: its objective (%) and its test score (%)."""
     leader = best(experiment)
     if leader is None:
         return None
+    metric = experiment.test_metric
     row = variant_summary(experiment).loc[leader.variant]
-    return BestSoFar(leader.variant, float(row[f"{experiment.objective}_mean"]),
-                     float(row[f"{experiment.objective}_sd"]), int(row["finished"]))
+    return BestSoFar(leader.variant, leader.mean * PERCENT, leader.sd * PERCENT, leader.units,
+                     float(row[f"{metric}_mean"]), float(row[f"{metric}_sd"]))
 
 
 def configurations(experiment: Experiment) -> dict[str, Configuration]:
@@ -245,6 +282,10 @@ def _planned_unit_keys(experiment: Experiment) -> set[tuple[str, int, int]]:
     study = experiment.study
     return {(variant.config_hash, fold, seed) for variant in study.variants
             for fold in study.folds for seed in study.seeds}
+
+
+def _score(value: float | None) -> float:
+    return math.nan if value is None else value
 
 
 def _last_line(text: str | None) -> str:

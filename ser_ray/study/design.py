@@ -113,10 +113,17 @@ def resolve(study: StudyConfig, changes: dict[str, Any]) -> Configuration:
     feature_set = _feature_set(study, changes.get("feature_set", study.feature_set), family)
     shape = parse_recipe(study.features[feature_set].recipe).feature_shape()
     model = models.resolve(model_name, shape, **options)
+    settings = paper_training(family, {**train, "epochs": study.budget.epochs})
+    if study.objective.split == "validation" and settings.validation == "none":
+        raise UserError(f"objective {study.objective.metric} needs a validation split, but "
+                        f"train.validation is 'none'; set train.validation: train-speakers")
+    if settings.validation == "test-fold-speaker" and study.protocol.kind == "stratified":
+        raise UserError("train.validation 'test-fold-speaker' holds out a speaker of the test "
+                        "fold, but stratified folds train on every speaker, so it would be "
+                        "heard in training; use train.validation: train-speakers")
     return Configuration(changes=changes, model=model_name, family=family,
                          model_options=model.options.model_dump(mode="json"),
-                         feature_set=feature_set,
-                         train=paper_training(family, {**train, "epochs": study.budget.epochs}))
+                         feature_set=feature_set, train=settings)
 
 
 def _feature_set(study: StudyConfig, chosen: str | dict[str, str], family: str) -> str:

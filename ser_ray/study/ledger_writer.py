@@ -122,8 +122,8 @@ class LedgerWriter:
         append_units(self.experiment_dir, rows)
         self.written += len(rows)
         self.recorded_units |= recorded_units(rows)
-        scores = [row.metrics.score(self.objective) for row in rows  # type: ignore[arg-type]
-                  if row.metrics is not None]
+        scores = [score for row in rows
+                  if (score := row.objective_score(self.objective)) is not None]
         score = sum(scores) / len(scores) if scores else math.nan
         print(f"[{self.recorded}/{self.planned} units] {variant} seed {plan.seed}: "
               f"{rows[0].status}, {self.objective} {score:.4f} over {len(scores)} folds",

@@ -72,7 +72,7 @@ def prepare_study(study: StudyConfig, experiment_dir: Path, cache_root: Path | N
     selection = Selection(labels=study.selection.labels, merge=dict(study.selection.merge),
                           improvised_only=study.selection.improvised_only)
     protocol = FoldProtocol(kind=study.protocol.kind, k=study.protocol.k,
-                            seed=study.protocol.seed)
+                            seed=study.protocol.seed, repeats=study.protocol.repeats)
     selected, folds, check = manifest_and_folds(study.corpus.reader, corpus_root, selection,
                                                 protocol, data_dir, study.corpus.min_duration_s,
                                                 log)
@@ -112,7 +112,8 @@ def manifest_and_folds(reader: str, corpus_root: Path, selection: Selection,
 
 
 def _content_hash(frame: pd.DataFrame) -> str:
-    ordered = frame.sort_values("utterance_id").reset_index(drop=True)
+    # Every column: a repeated k-fold table names each utterance once per repeat.
+    ordered = frame.sort_values(list(frame.columns)).reset_index(drop=True)
     return hashlib.sha256(ordered.to_csv(index=False).encode()).hexdigest()
 
 
@@ -177,6 +178,6 @@ def _corpus_record(study: StudyConfig, corpus_root: Path, selected: pd.DataFrame
 
 def _protocol_record(study: StudyConfig, check: FoldCheck) -> ProtocolRecord:
     return ProtocolRecord(kind=study.protocol.kind, k=study.protocol.k,
-                          seed=study.protocol.seed,
+                          repeats=study.protocol.repeats, seed=study.protocol.seed,
                           speaker_independent=check.speaker_independent,
                           description=check.describe())

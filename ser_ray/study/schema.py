@@ -20,12 +20,15 @@ from pydantic import Field
 
 from ser_ray.errors import UserError
 from ser_ray.experiment.configuration import encode_choice
+from ser_ray.experiment.metrics import VALIDATION_PREFIX
 from ser_ray.experiment.study_record import Objective
 from ser_ray.schema import StrictModel, set_dotted, validate
 
 if TYPE_CHECKING:
     from optuna.distributions import BaseDistribution
 
+# What a search ranks, prunes and samples by unless its YAML says otherwise.
+SEARCH_OBJECTIVE = VALIDATION_PREFIX + "unweighted_accuracy"
 # URI schemes pyarrow.fs.FileSystem.from_uri (how Ray resolves storage) accepts.
 STORAGE_SCHEMES = ("file", "s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss")
 Scalar = str | int | float | bool | None
@@ -68,6 +71,16 @@ class ProtocolSpec(StrictModel):
     kind: Literal["stratified", "session", "speaker"]
     k: int | None = Field(None, ge=2)
     seed: int = Field(0, ge=0)
+    repeats: int = Field(1, ge=1, description="stratified: repeat the k-fold split with seeds "
+                         "seed, seed+1, ... (repeated k-fold, compared by the corrected "
+                         "resampled t-test)")
+
+    @pydantic.model_validator(mode="after")
+    def _repeats_are_stratified(self) -> ProtocolSpec:
+        if self.repeats > 1 and self.kind != "stratified":
+            raise ValueError(f"repeats={self.repeats}: only protocol 'stratified' is repeated "
+                             f"with other seeds; {self.kind!r} folds are the same every time")
+        return self
 
 
 class FeatureSetSpec(StrictModel):
@@ -314,7 +327,9 @@ class StudyConfig(StrictModel):
     train: dict[str, Any] = Field(default_factory=dict, description="training settings over the "
                                   "model's paper training (ser_ray.experiment.TrainConfig "
                                   "fields)")
-    objective: Objective = Field(default_factory=Objective)
+    objective: Objective = Field(default_factory=Objective, description="default: "
+                                 "validation UA for a search (with train.validation: "
+                                 "train-speakers), test UA for an ablation")
     budget: Budget
     resources: Resources = Field(default_factory=Resources)
     seeds: int = Field(1, ge=1, description="repeats of every configuration, seeds 0..n-1")
@@ -341,6 +356,25 @@ class StudyConfig(StrictModel):
             raise ValueError(f"storage_path {value!r}: a file URI names an absolute path, "
                              f"file:///like/this")
         return value
+
+    @pydantic.model_validator(mode="before")
+    @classmethod
+    def _searches_choose_on_validation(cls, raw: Any) -> Any:
+        """A search ranks and prunes on a validation split carved from the training folds
+        unless its YAML names another objective: choosing a configuration by its test score
+        is OPTIMISTIC (the papers' searches did it; their YAMLs say so explicitly)."""
+        if not isinstance(raw, dict) or raw.get("search") is None:
+            return raw
+        objective = raw.get("objective") or {}
+        if not isinstance(objective, dict):
+            return raw  # the field's own validation names the problem
+        raw = {**raw, "objective": {"metric": SEARCH_OBJECTIVE, **objective}}
+        metric = raw["objective"]["metric"]
+        if isinstance(metric, str) and metric.startswith(VALIDATION_PREFIX):
+            train = raw.get("train") or {}
+            if isinstance(train, dict) and "validation" not in train:
+                raw["train"] = {**train, "validation": "train-speakers"}
+        return raw
 
     @pydantic.model_validator(mode="after")
     def _check(self) -> StudyConfig:

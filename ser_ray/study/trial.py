@@ -27,7 +27,7 @@ from ser_ray.study.units import REPLAY_KEY, TrialPlan, error_file, trial_plan
 from ser_ray.train.config import ModelChoice, TrainJob
 from ser_ray.train.loop import LockstepRun
 from ser_ray.train.ray_train import quiet_report_logs, train_folds_on_ray
-from ser_ray.train.results import Record, epoch_summary
+from ser_ray.train.results import Record, epoch_summary, selected_so_far
 
 # Marks the unraisable-exception hook that drops a stopped trial's SystemExit.
 IGNORES_EXIT = "ser_ray_ignores_exit"
@@ -68,10 +68,13 @@ def _replay_recorded(context: TrialContext, plan: TrialPlan) -> bool:
     if set(plan.folds) - set(recorded):
         return False
     rows = [recorded[fold] for fold in plan.folds]
-    for epoch_index in range(min(len(row.history) for row in rows)):
-        records = [{**row.history[epoch_index].model_dump(mode="json"), "fold": row.fold}
-                   for row in rows]
-        tune.report({**epoch_summary(records), "parameters": rows[0].parameters,
+    histories = [[{**record.model_dump(mode="json"), "fold": row.fold} for record in row.history]
+                 for row in rows]
+    rule = plan.configuration.train.selection  # type: ignore[union-attr]  (built by build_job)
+    for epoch_index in range(min(len(history) for history in histories)):
+        records = [history[epoch_index] for history in histories]
+        selected = [selected_so_far(history[:epoch_index + 1], rule) for history in histories]
+        tune.report({**epoch_summary(records, selected), "parameters": rows[0].parameters,
                      "fold_records": records, REPLAY_KEY: rows[0].variant})
     return True
 
@@ -128,7 +131,8 @@ def _train(plan: TrialPlan, context: TrialContext) -> None:
             run.restore(Path(directory))
 
     def report(records: list[Record], directory: Path) -> None:
-        tune.report({**epoch_summary(records), "parameters": run.trainers[0].parameters,
+        tune.report({**epoch_summary(records, run.selected_so_far()),
+                     "parameters": run.trainers[0].parameters,
                      "fold_records": records},
                     checkpoint=tune.Checkpoint.from_directory(directory))
 

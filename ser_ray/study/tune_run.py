@@ -9,15 +9,18 @@ it. `budget.wall_time_s` spans runs: the Tune time each run uses is added up in
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import optuna
 import ray
 from ray import tune
 from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY
+from ray.tune.result import TRAINING_ITERATION
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
@@ -29,20 +32,32 @@ from ser_ray.study.space import DefineByRun, make_sampler, open_storage
 from ser_ray.study.storage import TUNE_DIR, next_run_name, storage_child
 from ser_ray.study.trial import TrialContext, run_trial
 from ser_ray.study.units import PLAN_KEY, TrialPlan, trial_plan
+from ser_ray.train.results import selected_metric
 
 WALL_TIME_FILE = "wall_time.json"
+logger = logging.getLogger(__name__)
 # How often the driver records the wall time used: a killed driver loses at most this much.
 WALL_TIME_PERIOD_S = 10.0
 
 
 class ResolvingSearch(OptunaSearch):
     """Optuna's Tune searcher whose every sample is resolved into a `TrialPlan` in the
-    driver, so that each trial receives its configuration whole (under `PLAN_KEY`)."""
+    driver, so that each trial receives its configuration whole (under `PLAN_KEY`), and whose
+    Optuna trials end in the state they really reached.
 
-    def __init__(self, *args: Any, plan: Callable[[dict[str, Any]], TrialPlan],
+    Tune ends a trial its scheduler stopped as it ends a finished one, with the last result;
+    Optuna's searcher then records it COMPLETE with its early score, and TPE learns from an
+    epoch-2 number as if it were final. Here only a trial that trained every epoch is
+    COMPLETE; a stopped one is PRUNED (TPE ranks it by its intermediate values, one per epoch)
+    and a failed one FAIL, whatever it reported before failing.
+    """
+
+    def __init__(self, *args: Any, plan: Callable[[dict[str, Any]], TrialPlan], epochs: int,
                  **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.plan = plan
+        self.epochs = epochs
+        self.last_epochs: dict[str, int] = {}
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         sampled = super().suggest(trial_id)
@@ -50,15 +65,42 @@ class ResolvingSearch(OptunaSearch):
             return sampled  # None (wait) or Searcher.FINISHED
         return {**sampled, PLAN_KEY: self.plan(sampled).model_dump_json()}
 
+    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        # Intermediate values are indexed by epoch: a retried multi-worker trial resumes at
+        # its last epoch while Tune's iteration count starts again.
+        super().on_trial_result(trial_id, {**result, TRAINING_ITERATION: result["epoch"]})
+        self.last_epochs[trial_id] = result["epoch"]
+
+    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None,
+                          error: bool = False) -> None:
+        if trial_id in self._completed_trials:
+            return
+        # Tune hands a trial's last result to this call only, not to `on_trial_result`.
+        if result and "epoch" in result and self.metric in result \
+                and result["epoch"] != self.last_epochs.get(trial_id):
+            self.on_trial_result(trial_id, result)
+        if not error and result and result.get("epoch") == self.epochs:
+            super().on_trial_complete(trial_id, result)
+            return
+        # A trial that ended before its first epoch is failed in the ledger too.
+        stopped = not error and trial_id in self.last_epochs
+        state = optuna.trial.TrialState.PRUNED if stopped else optuna.trial.TrialState.FAIL
+        try:
+            self._ot_study.tell(self._ot_trials[trial_id], state=state)
+        except Exception as failure:  # as OptunaSearch does: the ledger stays the record
+            logger.warning("Optuna could not record trial %s as %s: %s", trial_id,
+                           state.name, failure)
+        self._completed_trials.add(trial_id)
+
 
 def optuna_search(study: StudyConfig, optuna_file: Path,
                   plan: Callable[[dict[str, Any]], TrialPlan]) -> Searcher:
     assert study.search is not None
     return ResolvingSearch(space=DefineByRun(study.search.parameters),
-                           metric=study.objective.metric, mode=study.objective.mode,
-                           sampler=make_sampler(study.search),
+                           metric=selected_metric(study.objective.metric),
+                           mode=study.objective.mode, sampler=make_sampler(study.search),
                            storage=open_storage(optuna_file, study.name),
-                           study_name=study.name, plan=plan)
+                           study_name=study.name, plan=plan, epochs=study.budget.epochs)
 
 
 def wall_time_left(study: StudyConfig, experiment_dir: Path) -> float | None:
@@ -106,7 +148,8 @@ def _scheduler(study: StudyConfig) -> TrialScheduler:
     # Rungs count epochs, not reports: a retried TorchTrainer trial resumes at its last
     # epoch while Tune's iteration count starts again.
     return ASHAScheduler(
-        metric=study.objective.metric, mode=study.objective.mode, time_attr="epoch",
+        metric=selected_metric(study.objective.metric), mode=study.objective.mode,
+        time_attr="epoch",
         max_t=study.budget.epochs, grace_period=study.search.scheduler.grace_period,
         reduction_factor=study.search.scheduler.reduction_factor)
 

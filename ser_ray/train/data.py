@@ -23,7 +23,7 @@ from ser_ray.errors import UserError
 from ser_ray.features.cache import open_cache
 from ser_ray.features.leakage import ORIGINAL, assert_no_leakage, test_rows, training_rows
 from ser_ray.features.loader import load_features
-from ser_ray.folds import read_folds
+from ser_ray.folds import FoldProtocol, LeakageError, read_folds
 from ser_ray.train.config import TrainJob
 
 
@@ -91,18 +91,21 @@ class FoldData:
         self.cache = open_cache(job.cache)
         self.recipe = self.cache.metadata["recipe"]
         self.feature_shape = tuple(self.cache.metadata["feature_shape"])
-        labelled = fold_table.merge(manifest[["utterance_id", "label", "speaker"]],
-                                    on="utterance_id", how="left", validate="one_to_one")
-        unlabelled = labelled["label"].isna()
-        if unlabelled.any():
-            raise UserError(f"{int(unlabelled.sum())} utterances of the fold table are not in "
-                            f"the manifest {job.manifest} (e.g. "
-                            f"{labelled.loc[unlabelled, 'utterance_id'].iloc[0]}); make the "
+        _refuse_duplicates(manifest, fold_table, self.protocol, job)
+        labels = manifest.set_index("utterance_id")
+        utterance_ids = pd.Index(fold_table["utterance_id"].unique())
+        unlabelled = utterance_ids.difference(labels.index)
+        if len(unlabelled):
+            raise UserError(f"{len(unlabelled)} utterances of the fold table are not in "
+                            f"the manifest {job.manifest} (e.g. {unlabelled[0]}); make the "
                             f"folds from this manifest")
-        self.utterances = labelled.set_index("utterance_id")
+        self.utterances = labels.loc[utterance_ids, ["label", "speaker"]]
+        # A repeated k-fold table names each utterance once per repeat.
+        self.fold_members: dict[int, pd.Index] = {
+            int(fold): pd.Index(group["utterance_id"])
+            for fold, group in fold_table.groupby("fold", sort=True)}
         self.label_names: tuple[str, ...] = tuple(sorted(self.utterances["label"].unique()))
-        self.fold_indices: tuple[int, ...] = tuple(sorted(int(fold) for fold in
-                                                         self.utterances["fold"].unique()))
+        self.fold_indices: tuple[int, ...] = tuple(self.fold_members)
         # The folds this job trains: those it names, else every fold of the table.
         self.job_folds: tuple[int, ...] = job.fold_indices or self.fold_indices
         self.test_version, self.train_versions = self._versions()
@@ -180,13 +183,16 @@ class FoldData:
     def held_out(self, fold_index: int) -> tuple[pd.Index, pd.Index]:
         """(test, validation) utterance ids of a fold, checked without loading features.
 
+        'train-speakers' holds out whole speakers of the training fold (`validation_speakers`).
         Under 'test-fold-speaker' the validation speaker alternates with the fold index, so
         that (in IEMOCAP) the female and the male actors are each tested in half the folds.
         """
-        if fold_index not in self.fold_indices:
+        if fold_index not in self.fold_members:
             raise UserError(f"fold {fold_index} is not in the fold table; folds: "
                             f"{list(self.fold_indices)}")
-        held_out = self.utterances[self.utterances["fold"] == fold_index]
+        held_out = self.utterances.loc[self.fold_members[fold_index]]
+        if self.config.validation == "train-speakers":
+            return held_out.index, self.validation_speakers(fold_index)
         validation_ids: pd.Index = pd.Index([])
         if self.config.validation == "test-fold-speaker":
             speakers = sorted(held_out["speaker"].unique())
@@ -197,10 +203,29 @@ class FoldData:
             validation_ids = held_out.index[held_out["speaker"] == validation_speaker]
         return held_out.index.difference(validation_ids), validation_ids
 
+    def validation_speakers(self, fold_index: int) -> pd.Index:
+        """Utterances of whole training-fold speakers drawn (by `validation_seed` and the
+        fold) until they hold `validation_fraction` of the training fold: a validation split
+        that shares no speaker with the rows that train."""
+        training = self.utterances.drop(self.fold_members[fold_index])
+        speakers = np.asarray(sorted(training["speaker"].unique()))
+        if len(speakers) < 2:
+            raise UserError(f"validation 'train-speakers' needs two speakers in the training "
+                            f"data of fold {fold_index}; it has {list(speakers)}")
+        rng = np.random.default_rng([self.config.validation_seed, fold_index])
+        drawn = rng.permutation(speakers)
+        held = np.cumsum(training.groupby("speaker").size().loc[drawn].to_numpy())
+        wanted = self.config.validation_fraction * len(training)
+        count = min(int(np.searchsorted(held, wanted)) + 1, len(speakers) - 1)
+        return training.index[training["speaker"].isin(drawn[:count])]
+
     def splits(self, fold_index: int) -> FoldSplits:
         test_ids, validation_ids = self.held_out(fold_index)
         held_out = test_ids.union(validation_ids)
         train_ids = self.utterances.index.difference(held_out)
+        # Under a speaker-dependent protocol the test fold shares speakers with training anyway.
+        _check_validation_speakers(self.utterances, validation_ids, fold_index, train=train_ids,
+                                   test=test_ids if self.protocol.speaker_independent else None)
         train = training_rows(self.rows, train_ids, train_versions=self.train_versions)
         test = test_rows(self.rows, test_ids, stft_version=self.test_version)
         validation = test_rows(self.rows, validation_ids, stft_version=self.test_version) \
@@ -229,6 +254,35 @@ class FoldData:
         shape = (self.feature_shape[0], *([1] * (len(self.feature_shape) - 1)))
         return Standardizer(mean.astype(np.float32).reshape(shape),
                             np.where(std > 1e-8, std, 1.0).astype(np.float32).reshape(shape))
+
+
+def _refuse_duplicates(manifest: pd.DataFrame, fold_table: pd.DataFrame,
+                       protocol: FoldProtocol, job: TrainJob) -> None:
+    """An utterance twice in the manifest, or twice in one repeat of the fold table, would be
+    trained or scored twice (and could sit in a training and a test split at once)."""
+    twice = manifest["utterance_id"][manifest["utterance_id"].duplicated()]
+    if len(twice):
+        raise UserError(f"{twice.nunique()} utterance ids appear twice in the manifest "
+                        f"{job.manifest} (e.g. {twice.iloc[0]})")
+    repeat = fold_table["fold"].map(protocol.repeat_of)
+    twice = fold_table["utterance_id"][fold_table.assign(repeat=repeat).duplicated(
+        ["utterance_id", "repeat"])]
+    if len(twice):
+        raise UserError(f"{twice.nunique()} utterance ids appear twice in one repeat of the "
+                        f"fold table {job.folds} (e.g. {twice.iloc[0]}); make the folds again")
+
+
+def _check_validation_speakers(utterances: pd.DataFrame, validation_ids: pd.Index,
+                               fold_index: int, **others: pd.Index | None) -> None:
+    """A validation speaker heard in training (or, speaker-independently, in the test fold)
+    would flatter every choice made on it."""
+    speakers = set(utterances.loc[validation_ids, "speaker"])
+    for split, ids in others.items():
+        shared = speakers & set(utterances.loc[ids, "speaker"]) if ids is not None else set()
+        if shared:
+            raise LeakageError(f"fold {fold_index}: validation speakers {sorted(shared)} are "
+                               f"also in the {split} split; the validation split must hold "
+                               f"out whole speakers", {str(s): [fold_index] for s in shared})
 
 
 def _split(rows: pd.DataFrame) -> Split:

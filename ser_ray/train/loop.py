@@ -33,7 +33,7 @@ from ser_ray.train import metrics
 from ser_ray.train.config import TrainJob
 from ser_ray.train.data import FoldData, FoldSplits, Split, Standardizer
 from ser_ray.train.losses import inverse_frequency_weights, make_loss, mixup_batch, mixup_loss
-from ser_ray.train.results import Record, run_summary, select_epoch
+from ser_ray.train.results import Record, run_summary, select_epoch, selected_so_far
 
 FOLD_FILE = "fold_{}.pt"
 DESCRIPTION_FILE = "run.json"
@@ -283,6 +283,11 @@ class LockstepRun:
 
     def run_epoch(self) -> list[Record]:
         return [trainer.train_epoch() for trainer in self.trainers]
+
+    def selected_so_far(self) -> list[Record]:
+        """Each fold's record at the epoch its selection rule picks among those trained."""
+        return [selected_so_far(trainer.history, self.job.train.selection)
+                for trainer in self.trainers]
 
     def train(self, report: Callable[[list[Record], Path], None]) -> None:
         """Train to the last epoch; after each, save a checkpoint into a new directory and hand

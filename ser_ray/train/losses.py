@@ -1,6 +1,7 @@
 """Classification losses of the seed systems, picked from config by `make_loss`.
 
-- `cross_entropy`: Lee & Nadeem (spec §3.4); with label smoothing, CTMAM without mixup (§2.5).
+- `cross_entropy`: Lee & Nadeem (spec §3.4), optionally against label-smoothed targets.
+- `cross_entropy_plus_smoothed`: CTMAM's code without mixup, CE + label-smoothed CE (§2.5).
 - `focal_loss` with α = `inverse_frequency_weights`: Kim & Kwon's weighted focal loss,
   L = −α_y (1 − p_y)^γ log p_y, γ = 2 [DEFAULT] (spec §1.5).
 - `mixup_batch` + `mixup_loss`: CTMAM's mixup, λ ~ Beta(α, α), partner = a random
@@ -37,6 +38,23 @@ def cross_entropy(logits: Tensor, targets: Tensor, label_smoothing: float = 0.0)
     1.3863
     """
     return F.cross_entropy(logits, targets, label_smoothing=label_smoothing)
+
+
+def cross_entropy_plus_smoothed(logits: Tensor, targets: Tensor, label_smoothing: float) -> Tensor:
+    """CE + label-smoothed CE: the ctmam authors' loss without mixup (spec §2.5).
+
+    Their train_IEMOCAP.py and train_Emodb.py add nn.CrossEntropyLoss() and timm's
+    LabelSmoothingCrossEntropy(smoothing=s). timm's term, (1 − s)·(−log p_y) + s·mean_k(−log p_k),
+    is PyTorch's CE against (1 − s)·one-hot + s/K, so the sum is (2 − s)·(−log p_y) +
+    s·mean_k(−log p_k) = 2 × smoothed-target CE at s/2: twice the scale and half the smoothing
+    of `cross_entropy` with the same s.
+
+    >>> logits, targets = torch.zeros(2, 4), torch.tensor([0, 3])
+    >>> round(cross_entropy_plus_smoothed(logits, targets, 0.2).item(), 4)  # 2 · log 4
+    2.7726
+    """
+    return (F.cross_entropy(logits, targets)
+            + F.cross_entropy(logits, targets, label_smoothing=label_smoothing))
 
 
 def class_weighted_cross_entropy(
@@ -164,6 +182,10 @@ def make_loss(options: LossOptions, class_weights: Tensor | None = None) -> Loss
     if not options.needs_class_weights and class_weights is not None:
         raise ValueError(f"loss {options.kind!r} takes no class weights; they would be unused")
     if options.kind == "ce":
+        # With s = 0 the smoothed term would be a second plain CE: no smoothing, no term.
+        if options.label_smoothing_form == "ce_plus_smoothed" and options.label_smoothing > 0:
+            return functools.partial(cross_entropy_plus_smoothed,
+                                     label_smoothing=options.label_smoothing)
         return functools.partial(cross_entropy, label_smoothing=options.label_smoothing)
     if options.kind == "weighted_ce":
         return functools.partial(

@@ -117,14 +117,16 @@ def _train_worker(config: dict[str, Any]) -> None:
             run.restore(Path(directory))
 
     def report(records: list[Record], directory: Path) -> None:
-        own = [record for record, trainer in zip(records, run.trainers)
+        own = [(record, selected) for record, selected, trainer
+               in zip(records, run.selected_so_far(), run.trainers)
                if trainer.ddp is None or trainer.ddp.leader]
         gathered: list[Any] = [own]
         if dist.is_initialized():
             gathered = [None] * world
             dist.all_gather_object(gathered, own)
-        every_fold = sorted(itertools.chain.from_iterable(gathered), key=lambda r: r["fold"])
-        summary = epoch_summary(every_fold)
+        pairs = sorted(itertools.chain.from_iterable(gathered), key=lambda pair: pair[0]["fold"])
+        every_fold = [record for record, _ in pairs]
+        summary = epoch_summary(every_fold, selected=[selected for _, selected in pairs])
         if rank == 0 and config["verbose"]:
             print(format_epoch(summary, job.train.epochs), flush=True)
         ray.train.report({**summary, "parameters": run.trainers[0].parameters,

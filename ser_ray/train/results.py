@@ -16,12 +16,25 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ser_ray.experiment.metrics import METRIC_NAMES
+from ser_ray.experiment.metrics import METRIC_NAMES, VALIDATION_PREFIX
 from ser_ray.experiment.training import OPTIMISTIC_RULE
 from ser_ray.train.metrics import pooled, report
 
 SELECTION_METRIC = "ua_wa_mean"
+# Fold means at each fold's selected epoch so far carry this prefix in an epoch summary: the
+# number a study ranks a configuration by, had it stopped at that epoch, and so the number
+# its scheduler prunes on and its searcher learns from (`selected_metric`).
+SELECTED_PREFIX = "selected_"
 Record = dict[str, Any]
+
+
+def selected_metric(metric: str) -> str:
+    """The epoch-summary key of a metric (`validation_` prefixed or not) at the selected epochs.
+
+    >>> selected_metric("validation_unweighted_accuracy")
+    'selected_validation_unweighted_accuracy'
+    """
+    return SELECTED_PREFIX + metric
 
 
 def select_epoch(history: Sequence[Record], rule: str) -> int:
@@ -43,18 +56,23 @@ def select_epoch(history: Sequence[Record], rule: str) -> int:
     return int(history[int(np.nanargmax(values))]["epoch"])
 
 
-def epoch_summary(records: Sequence[Record]) -> dict[str, Any]:
-    """Fold-mean (and sd) test metrics of one epoch across folds: what a scheduler prunes on.
+def epoch_summary(records: Sequence[Record],
+                  selected: Sequence[Record] | None = None) -> dict[str, Any]:
+    """Fold-mean (and sd) metrics of one epoch across folds and, given each fold's record at
+    its selected epoch so far (`selected_so_far`), their fold means under `selected_metric`
+    keys: under 'last' the same numbers, under 'best-…' the best epoch's so far.
 
-    >>> record = lambda fold, ua: {"fold": fold, "epoch": 1, "train_loss": 1.0,
+    >>> record = lambda fold, epoch, ua: {"fold": fold, "epoch": epoch, "train_loss": 1.0,
     ...     "test": {"unweighted_accuracy": ua, "weighted_accuracy": ua, "ua_wa_mean": ua,
     ...              "macro_f1": ua}, "validation": None}
-    >>> epoch_summary([record(0, 0.5), record(1, 0.7)])["unweighted_accuracy"]
-    0.6
+    >>> summary = epoch_summary([record(0, 2, 0.5), record(1, 2, 0.75)],
+    ...                         selected=[record(0, 1, 0.625), record(1, 2, 0.75)])
+    >>> summary["unweighted_accuracy"], summary["selected_unweighted_accuracy"]
+    (0.625, 0.6875)
     """
     summary: dict[str, Any] = {"epoch": int(records[0]["epoch"]), "folds": len(records),
                                "train_loss": float(np.mean([r["train_loss"] for r in records]))}
-    for split, prefix in (("test", ""), ("validation", "validation_")):
+    for split, prefix in (("test", ""), ("validation", VALIDATION_PREFIX)):
         if any(record[split] is None for record in records):
             continue
         for name in METRIC_NAMES:
@@ -62,7 +80,16 @@ def epoch_summary(records: Sequence[Record]) -> dict[str, Any]:
             summary[prefix + name] = float(np.mean(values))
             summary[prefix + name + "_sd"] = float(np.std(values, ddof=1)) \
                 if len(values) > 1 else 0.0
+            if selected is not None:
+                summary[selected_metric(prefix + name)] = float(np.mean(
+                    [record[split][name] for record in selected]))
     return summary
+
+
+def selected_so_far(history: Sequence[Record], rule: str) -> Record:
+    """A fold's record at the epoch `rule` selects among the epochs trained so far."""
+    epoch = select_epoch(history, rule)
+    return next(record for record in history if record["epoch"] == epoch)
 
 
 def format_epoch(summary: dict[str, Any], epochs: int) -> str:
@@ -78,11 +105,7 @@ def format_epoch(summary: dict[str, Any], epochs: int) -> str:
 
 def selected_records(histories: dict[int, Sequence[Record]], rule: str) -> dict[int, Record]:
     """Each fold's record at its selected epoch."""
-    chosen = {}
-    for fold, history in histories.items():
-        epoch = select_epoch(history, rule)
-        chosen[fold] = next(record for record in history if record["epoch"] == epoch)
-    return chosen
+    return {fold: selected_so_far(history, rule) for fold, history in histories.items()}
 
 
 def run_summary(histories: dict[int, Sequence[Record]], rule: str,

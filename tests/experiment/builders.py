@@ -3,7 +3,7 @@ built through the same typed records (`ser_ray.experiment`) a study writes.
 
 Scores are given in percent (as the report shows them) and stored as fractions (as the
 training stage records them). Each class's recall is the unit's UA ± a fixed offset, so UA is
-exactly the value asked for.
+exactly the value asked for; a unit given a validation UA has validation scores built alike.
 """
 
 from __future__ import annotations
@@ -17,9 +17,11 @@ from ser_ray.experiment import (
     DataIdentity,
     EpochRecord,
     FeatureIdentity,
+    ReplayRow,
     SplitScores,
     StudyRecord,
     UnitRow,
+    append_replays,
     append_units,
     paper_training,
     write_study_record,
@@ -65,15 +67,19 @@ def configuration(changes: dict[str, Any] | None = None, selection: str = "last"
 def unit_row(variant: str, fold: int, seed: int, ua_percent: float | None, *,
              status: str = "finished", config: dict[str, Any] | None = None,
              factors: dict[str, str] | None = None, epochs_run: int = 3, epochs_planned: int = 3,
-             parameters: int = 1000, study: str = "study", selection: str = "last") -> UnitRow:
-    """One ledger row; `ua_percent=None` with status 'failed' gives a failed unit."""
+             parameters: int = 1000, study: str = "study", selection: str = "last",
+             validation_percent: float | None = None) -> UnitRow:
+    """One ledger row; `ua_percent=None` with status 'failed' gives a failed unit;
+    `validation_percent` adds validation scores with that UA at the last epoch."""
     failed = status == "failed"
     return UnitRow(
         study=study, variant=variant, config_hash=config_hash(variant),
         configuration=configuration(config, selection), factors=factors or {}, seed=seed,
         fold=fold, status=status, error=TRACEBACK if failed else None, epochs_run=epochs_run,
         epochs_planned=epochs_planned, selected_epoch=None if failed else epochs_run,
-        history=() if failed else history(ua_percent / 100, epochs_run),  # type: ignore
+        history=() if failed else history(
+            ua_percent / 100, epochs_run,  # type: ignore[operator]
+            None if validation_percent is None else validation_percent / 100),
         parameters=parameters, wall_time_s=1.0, trial_id=None,
         finished_at="2025-01-01T00:00:00")
 
@@ -98,11 +104,25 @@ def confusion(recalls: Sequence[float]) -> list[list[int]]:
     return matrix
 
 
-def history(ua: float, epochs: int) -> tuple[EpochRecord, ...]:
-    """Test UA rising linearly to exactly `ua` at the last epoch."""
+def history(ua: float, epochs: int,
+            validation_ua: float | None = None) -> tuple[EpochRecord, ...]:
+    """Test (and validation) UA rising linearly to exactly `ua` (`validation_ua`) at the
+    last epoch."""
+    def rising(last: float, epoch: int) -> float:
+        return last if epoch == epochs else last * epoch / epochs
+
     return tuple(EpochRecord(epoch=epoch, train_loss=1.0 / epoch, lr=1e-3, seconds=0.5,
-                             test=scores(ua if epoch == epochs else ua * epoch / epochs))
+                             test=scores(rising(ua, epoch)),
+                             validation=None if validation_ua is None
+                             else scores(rising(validation_ua, epoch)))
                  for epoch in range(1, epochs + 1))
+
+
+def replay_row(variant: str, replay_of: str, error: str | None = None) -> ReplayRow:
+    """A search trial that proposed `replay_of`'s configuration again."""
+    return ReplayRow(variant=variant, trial_id=f"id-{variant}", config_hash=config_hash(replay_of),
+                     seed=0, replay_of=replay_of, error=error,
+                     finished_at="2025-01-01T00:00:00")
 
 
 def study_record(name: str, design: str, variants: Sequence[str], *, folds: Sequence[int],
@@ -114,16 +134,19 @@ def study_record(name: str, design: str, variants: Sequence[str], *, folds: Sequ
                  speaker_independent: bool = False, selection_rule: str = "last",
                  selections: dict[str, str] | None = None,
                  reproduces: dict[str, Any] | None = None,
-                 skipped: Sequence[SkippedInput] = ()) -> StudyRecord:
+                 skipped: Sequence[SkippedInput] = (),
+                 objective: str = "unweighted_accuracy",
+                 protocol: ProtocolRecord | None = None) -> StudyRecord:
     """A study record as the study stage writes it; `selections` gives variants another
-    epoch-selection rule than `selection_rule`."""
+    epoch-selection rule than `selection_rule`. The protocol is speaker folds when
+    `speaker_independent`, else stratified 5-fold, unless `protocol` is given."""
     planned_configs = trials if design == "search" else len(variants)
     search = SearchRecord(trials=trials or 0, sampler="tpe", scheduler={"kind": "asha"},
                           space=space or {}, optuna_storage="sqlite:////tmp/optuna.db",
                           optuna_study=name) if design == "search" else None
     return StudyRecord(
         name=name, description=f"Constructed {design} study for the report tests.",
-        design=design, objective={"metric": "unweighted_accuracy", "mode": "max"},
+        design=design, objective={"metric": objective, "mode": "max"},
         baseline=baseline, factors=factors or {},
         variants=() if design == "search" else tuple(
             VariantRecord(name=variant, factors=(variant_factors or {}).get(variant, {}),
@@ -138,10 +161,10 @@ def study_record(name: str, design: str, variants: Sequence[str], *, folds: Sequ
                             manifest="/data/manifest.pq", selection={"labels": list(LABELS)},
                             utterances=400, speakers=4,
                             class_counts=dict.fromkeys(LABELS, SUPPORT)),
-        protocol=ProtocolRecord(kind="speaker" if speaker_independent else "stratified",
-                                k=None if speaker_independent else 5, seed=0,
-                                speaker_independent=speaker_independent,
-                                description="constructed folds"),
+        protocol=protocol or ProtocolRecord(
+            kind="speaker" if speaker_independent else "stratified",
+            k=None if speaker_independent else 5, seed=0,
+            speaker_independent=speaker_independent, description="constructed folds"),
         model={"name": "eca_cnn", "options": {"scale": 1}},
         training={"lr": 0.001, "batch_size": 32},
         paper_training={"eca_cnn": paper_training("eca_cnn")},
@@ -156,8 +179,11 @@ def study_record(name: str, design: str, variants: Sequence[str], *, folds: Sequ
         reproduces=reproduces, started_at="2025-01-01T00:00:00", trial_storage="/tmp/trials")
 
 
-def write_experiment(directory: Path, study: StudyRecord, rows: Sequence[UnitRow]) -> Path:
+def write_experiment(directory: Path, study: StudyRecord, rows: Sequence[UnitRow],
+                     replays: Sequence[ReplayRow] = ()) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     write_study_record(directory, study)
     append_units(directory, rows)
+    if replays:
+        append_replays(directory, replays)
     return directory

@@ -13,6 +13,7 @@ from ser_ray.cli import main
 from ser_ray.errors import UserError
 from ser_ray.experiment import (
     LEDGER_FILE,
+    SCHEMA_VERSION,
     STUDY_FILE,
     best,
     load_experiment,
@@ -89,9 +90,10 @@ def test_a_ledger_line_of_another_format_is_refused_naming_the_line(tmp_path: Pa
     folder = three_variants(tmp_path)
     lines = (folder / LEDGER_FILE).read_text().splitlines()
     newer = json.loads(lines[1])
-    newer["schema_version"] = 2
+    newer["schema_version"] = SCHEMA_VERSION + 1
     (folder / LEDGER_FILE).write_text("\n".join([lines[0], json.dumps(newer), *lines[2:]]) + "\n")
-    with pytest.raises(UserError, match=r"line 2 is in format 2.*upgrade ser-ray"):
+    newer_format = rf"line 2 is in format {SCHEMA_VERSION + 1}.*upgrade ser-ray"
+    with pytest.raises(UserError, match=newer_format):
         load_experiment(folder)
 
 

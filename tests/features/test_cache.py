@@ -30,7 +30,7 @@ OTHER_VALUE: dict[type[RecipeBase], dict[str, Any]] = {
         "pad_mode": "reflect",
     },
     MfccSegmentsRecipe: {
-        "sample_rate": 22050, "segment_s": 2.0, "hop_s": 0.1999375, "n_mfcc": 20,
+        "sample_rate": 22050, "segment_s": 2.0, "hop_s": 0.2, "n_mfcc": 20,
         "n_mels": 64, "n_fft": 1024, "hop_length": 256, "pad_mode": "constant",
         "top_db": None, "amin": 1e-9,
     },

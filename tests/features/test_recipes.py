@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import librosa
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
+from ser_ray.corpus.manifest import MANIFEST_COLUMNS
 from ser_ray.errors import UserError
+from ser_ray.features import cache
 from ser_ray.features.dsp import center_pad_or_crop, mel_filterbank
 from ser_ray.features.logmel import LogMelRecipe, librosa_log_mel
 from ser_ray.features.mfcc_segments import MfccSegmentsRecipe, tile_to_length
@@ -208,12 +211,16 @@ def test_torchaudio_agrees_with_logmel() -> None:
 
 # --- MFCC segments (ctmam, spec §2.2) ------------------------------------------------------
 
+# The authors' hop: int((1.8 - 1.6) * 16000) truncates 3199.9999999999995 (their process_*.py).
+CTMAM_HOP = 3199
+
+
 @pytest.mark.parametrize(("samples", "segments"), [
-    (1, 1), (8000, 2), (28800, 1), (28800 + 3199, 1), (28800 + 3200, 2), (160000, 42),
+    (1, 1), (8000, 2), (28800, 1), (28800 + 3198, 1), (28800 + 3199, 2), (160000, 42),
 ])
 def test_segment_count_tiles_short_utterances(samples: int, segments: int) -> None:
     tiled = max(samples * -(-28800 // samples), samples)
-    assert segments == (tiled - 28800) // 3200 + 1
+    assert segments == (tiled - 28800) // CTMAM_HOP + 1
     [items] = MfccSegmentsRecipe().featurize_batch([speech_like(samples / 16000, 16000)])
     assert [item.segment_index for item in items] == list(range(segments))
     assert all(item.features.shape == (26, 57) and item.stft_version is None for item in items)
@@ -226,9 +233,38 @@ def test_mfcc_segments_match_librosa_0_8_1_defaults() -> None:
         tiled = tile_to_length(wave, 28800)
         for index, item in enumerate(items):
             assert item.segment_index == index
-            segment = tiled[3200 * index:3200 * index + 28800]
+            segment = tiled[CTMAM_HOP * index:CTMAM_HOP * index + 28800]
             reference = librosa.feature.mfcc(y=segment, sr=16000, n_mfcc=26, pad_mode="reflect")
             np.testing.assert_allclose(item.features, reference, rtol=0, atol=MFCC_ATOL)
+
+
+def test_segment_k_starts_at_k_times_3199_samples_as_the_authors_code_steps() -> None:
+    assert int((1.8 - 1.6) * 16000) == CTMAM_HOP  # the authors' expression, float arithmetic
+    recipe = MfccSegmentsRecipe()
+    assert (recipe.hop_samples, MfccSegmentsRecipe(hop_s=0.2).hop_samples) == (CTMAM_HOP, 3200)
+    wave = speech_like((28800 + 5 * CTMAM_HOP) / 16000, 16000, seed=3)
+    [items] = recipe.featurize_batch([wave])
+    assert len(items) == 6
+    # A waveform of exactly 28,800 samples is one segment: featurize each expected slice alone.
+    starts = [CTMAM_HOP * index for index in range(6)]
+    alone = recipe.featurize_batch([wave[start:start + 28800] for start in starts])
+    for item, [expected] in zip(items, alone, strict=True):
+        np.testing.assert_array_equal(item.features, expected.features)
+    # The spec's 3200 would start segment 1 one sample later, which shows in the MFCCs.
+    [[shifted]] = recipe.featurize_batch([wave[3200:3200 + 28800]])
+    assert np.abs(items[1].features - shifted.features).max() > 1.0
+
+
+def test_the_hop_is_part_of_the_feature_cache_key() -> None:
+    # A cache built with the spec's 0.2 s (3200 samples) is never reused for the 3199 default.
+    manifest = pd.DataFrame(columns=list(MANIFEST_COLUMNS))
+
+    def key(recipe: MfccSegmentsRecipe) -> str:
+        return cache.cache_key(cache.feature_request(recipe, [], 0, manifest))
+
+    assert MfccSegmentsRecipe().model_dump()["hop_s"] == 0.1999375
+    assert key(MfccSegmentsRecipe()) != key(MfccSegmentsRecipe(hop_s=0.2))
+    assert key(MfccSegmentsRecipe()) == key(MfccSegmentsRecipe(hop_s=0.1999375))
 
 
 # --- per-utterance vectors (cnn1d_csa §3.2, eca_cnn_bilstm §4.2) ---------------------------

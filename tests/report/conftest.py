@@ -102,7 +102,8 @@ def factorial_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def search_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Four finished trials, one pruned after one epoch, one failed; 8 trials planned."""
+    """Four finished trials, one pruned after one epoch, one failed (on both folds, as the
+    ledger writer records a failed trial); 8 trials planned."""
     rows = []
     for trial, (scale, lr, blocks, ua) in SEARCH_TRIALS.items():
         config = {"train.lr": lr, "model.options.scale": scale,
@@ -113,7 +114,8 @@ def search_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     rows += [unit_row("trial_0004", fold, 0, 40.0, status="pruned", epochs_run=1, config=pruned)
              for fold in (0, 1)]
     failed = {"train.lr": 1e-4, "model.options.scale": 4, "model.options.eca_blocks": [5, 6]}
-    rows.append(unit_row("trial_0005", 0, 0, None, status="failed", config=failed))
+    rows += [unit_row("trial_0005", fold, 0, None, status="failed", config=failed)
+             for fold in (0, 1)]
     study = study_record("eca-search", "search", [], folds=(0, 1), seeds=(0,),
                          space=searched(SEARCH_SPACE), trials=8)
     return write_experiment(tmp_path_factory.mktemp("search"), study, rows)

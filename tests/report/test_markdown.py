@@ -34,7 +34,7 @@ def test_header_states_protocol_selection_and_provenance(reports: dict[str, str]
     report = reports["one-factor"]
     assert report.startswith("# eca-one-factor\n")
     assert "**SPEAKER-DEPENDENT**" in report
-    assert "OPTIMISTIC: selected on the test set" in report
+    assert "**OPTIMISTIC: epoch selected on the test folds**" in report
     for expected in ("angry 100, happy 100", "folds 0, 1, 2, 3, 4 × seeds 0, 1", "`d98d739`",
                      "`0123456789abcdef`", "numpy 2.2.0", "2 CPUs; GPUs: none"):
         assert expected in report
@@ -71,7 +71,7 @@ def test_skipped_inputs_are_counted_per_reason_and_listed(reports: dict[str, str
 
 def test_partial_study_is_marked_and_complete_one_is_not(reports: dict[str, str]) -> None:
     assert "> **PARTIAL: 29 of 30 units**" in reports["one-factor"]
-    assert "> **PARTIAL: 10 of 16 units**" in reports["search"]
+    assert "> **PARTIAL: 12 of 16 units**" in reports["search"]
     assert "PARTIAL" not in reports["leave-one-out"]
     assert "complete: 15 of 15 units" in reports["leave-one-out"]
 
@@ -84,7 +84,7 @@ def test_ablation_table_rows(reports: dict[str, str]) -> None:
     loss = table_line(report, "`loss=ce`")
     assert "9 (+1 failed)" in loss and "within noise" in loss
     assert "baseline" in table_line(report, "`baseline`")
-    assert "over the 2 comparisons" in report
+    assert "m = 2 comparisons" in report
     assert "model.options.eca_blocks=[5, 6]" in report
     leave_one_out = reports["leave-one-out"]
     assert "within noise (n too small)" in table_line(
@@ -106,7 +106,8 @@ def test_factorial_pivot_marks_the_best_cell(reports: dict[str, str]) -> None:
     best_row = table_line(report, "2")
     assert best_row.rstrip(" |").endswith("**69.25 ± 0.35** ★")
     assert "★" not in table_line(report, "1")
-    assert "Best cell ★: scale = 2, stft_version = 3." in report
+    assert ("Best cell ★ by mean UA: scale = 2, stft_version = 3 — **OPTIMISTIC: "
+            "configuration selected on the test folds**.") in report
     assert "![UA by stft_version](figures/factorial.png)" in report
     assert "Wilcoxon p" not in report  # no baseline: no test columns
     # Six cells, two featured: the best two get figures.
@@ -185,7 +186,7 @@ def test_progress_summary(one_factor_dir: Path, search_dir: Path) -> None:
     assert "Best so far by UA: **eca=on** 79.00 ± 2.96 %" in progress
     assert "- loss=ce, fold 4, seed 1: `FloatingPointError: loss is NaN at epoch 2`" in progress
     search = render_progress(search_dir)
-    assert "10 of 16 units" in search and "2 pruned" in search
+    assert "12 of 16 units" in search and "2 pruned" in search
     assert "**trial_0003**" in search
 
 

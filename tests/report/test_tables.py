@@ -12,7 +12,7 @@ import pytest
 from ser_ray.experiment import load_experiment
 from ser_ray.papers import load_paper_results, paper_row
 from ser_ray.report import ablation, papers, search, setup, units
-from ser_ray.report.stats import holm
+from ser_ray.report.stats import holm, resampled_t_p
 from tests.experiment.builders import study_record, unit_row, write_experiment
 from tests.report.conftest import ECA_JITTER, FOLDS, LOSS_NOISE, SEEDS, baseline_ua, searched
 
@@ -46,23 +46,34 @@ def test_retried_failure_is_counted_once_and_reported(one_factor_dir: Path) -> N
 
 def test_consistent_gain_is_significant(one_factor_dir: Path) -> None:
     row = ablation_row(one_factor_dir, "eca=on")
-    assert row["n_pairs"] == 10
+    # Seeds averaged within each fold: 5 + the mean jitter of the fold's two seeds.
+    differences = [5.05, 5.05, 4.95, 4.95, 5.0]
+    assert row["n_folds"] == 5
     assert row["delta_pp"] == pytest.approx(5.0)
-    assert row["wilcoxon_p"] == pytest.approx(2 / 1024)
+    assert row["wilcoxon_p"] == pytest.approx(2 / 32)
+    # Stratified 5-fold: the corrected resampled t (n_test/n_train = 1/4) gives the verdict.
+    assert row["t_p"] == pytest.approx(resampled_t_p(differences, 0.25)[0])
     assert row["verdict"] == "significant"
 
 
 def test_noise_is_within_noise(one_factor_dir: Path) -> None:
     row = ablation_row(one_factor_dir, "loss=ce")
-    assert row["n_pairs"] == 9  # the failed unit has no pair
-    assert row["delta_pp"] == pytest.approx(np.mean(LOSS_NOISE[:9]))
+    assert row["n_folds"] == 5  # fold 4 keeps its one finished seed
+    fold_means = [np.mean(LOSS_NOISE[2 * fold:2 * fold + 2]) for fold in range(4)]
+    assert row["delta_pp"] == pytest.approx(np.mean([*fold_means, LOSS_NOISE[8]]))
     assert row["holm_p"] >= 0.05
     assert row["verdict"] == "within noise"
 
 
+def test_seed_spread_is_reported_per_variant(one_factor_dir: Path) -> None:
+    row = ablation_row(one_factor_dir, "eca=on")
+    spreads = [statistics.stdev(ECA_JITTER[2 * fold:2 * fold + 2]) for fold in FOLDS]
+    assert row["seed_sd"] == pytest.approx(np.mean(spreads))
+
+
 def test_holm_runs_over_every_comparison_of_the_study(one_factor_dir: Path) -> None:
     table = ablation.ablation_table(load_experiment(one_factor_dir)).set_index("variant")
-    eca, loss = table.loc["eca=on", "wilcoxon_p"], table.loc["loss=ce", "wilcoxon_p"]
+    eca, loss = table.loc["eca=on", "t_p"], table.loc["loss=ce", "t_p"]
     # Two comparisons: the smaller p doubles, the larger keeps max(its own, the first).
     assert table.loc["eca=on", "holm_p"] == pytest.approx(2 * eca)
     assert table.loc["loss=ce", "holm_p"] == pytest.approx(max(2 * eca, loss))
@@ -72,11 +83,12 @@ def test_holm_runs_over_every_comparison_of_the_study(one_factor_dir: Path) -> N
     assert table.loc["baseline", "verdict"] == "baseline"
 
 
-def test_five_pairs_are_too_few_even_for_a_consistent_loss(leave_one_out_dir: Path) -> None:
+def test_five_folds_are_too_few_even_for_a_consistent_loss(leave_one_out_dir: Path) -> None:
     row = ablation_row(leave_one_out_dir, "-tsa")
-    assert row["n_pairs"] == 5
+    assert row["n_folds"] == 5
     assert row["delta_pp"] == pytest.approx(-1.7)
     assert row["wilcoxon_p"] == pytest.approx(2 / 32)
+    assert row["t_p"] < 0.001  # the paired t is shown, but the Wilcoxon gives the verdict
     assert row["verdict"] == "within noise (n too small)"
 
 
@@ -95,8 +107,9 @@ def test_partial_and_complete_studies(one_factor_dir: Path, leave_one_out_dir: P
     complete = units.completeness(load_experiment(leave_one_out_dir))
     assert (complete.partial, complete.label) == (False, "complete: 15 of 15 units")
     search = units.completeness(load_experiment(search_dir))
-    assert search.label == "PARTIAL: 10 of 16 units"
-    assert (search.pruned, search.failed, search.not_run) == (2, 1, 5)
+    # A failed trial's units count as run (it is not retried); two trials are left.
+    assert search.label == "PARTIAL: 12 of 16 units"
+    assert (search.pruned, search.failed, search.replayed, search.not_run) == (2, 2, 0, 4)
 
 
 def test_units_never_run_are_listed(tmp_path: Path) -> None:
@@ -142,8 +155,8 @@ def test_learning_curves_are_means_per_epoch(one_factor_dir: Path) -> None:
 
 def test_search_tables(search_dir: Path) -> None:
     experiment = load_experiment(search_dir)
-    assert search.search_counts(experiment) == {"planned": 8, "recorded": 6, "finished": 4,
-                                                "pruned": 1, "failed": 1}
+    assert search.search_counts(experiment) == {"planned": 8, "run": 6, "finished": 4,
+                                                "pruned": 1, "failed": 1, "replayed": 0}
     top = search.top_trials(experiment)
     assert top["variant"].tolist() == ["trial_0003", "trial_0002", "trial_0001", "trial_0000"]
     assert top.loc[0, "objective_mean"] == pytest.approx(75.2)

@@ -11,12 +11,14 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import optuna
 import psutil
 import pytest
 
 from ser_ray.cli import main
-from ser_ray.experiment import ledger_frame, read_ledger, read_replays, read_study_record
+from ser_ray.experiment import read_ledger, read_replays, read_study_record
+from ser_ray.study.space import sampled_changes
 from ser_ray.study.tune_run import WALL_TIME_FILE
 from tests.study.builders import ECA, TINY_CORPUS, VERSION, write_study
 
@@ -64,12 +66,18 @@ def test_an_ablation_records_every_unit_once_and_extends(ray_session, study_cach
 
 def test_a_search_prunes_with_asha_and_keeps_the_optuna_study(ray_session, study_cache,
                                                                tmp_path: Path) -> None:
+    """ASHA stops trials on the objective; Optuna holds each trial in the state the ledger
+    records (a stopped one PRUNED, not COMPLETE with its early score), with the fold-mean
+    objective of every epoch as its intermediate values."""
     experiment = tmp_path / "search"
     space = {"train.lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
              "model.options.eca_blocks": {"type": "categorical", "choices": [[], [5, 6]]},
              "model.options.eca_kernel": {"type": "categorical", "choices": [3, 7],
                                           "when": {"model.options.eca_blocks": [[5, 6]]}}}
+    # The test UA of 16 utterances a fold: one validation speaker of these tiny folds scores
+    # 8 utterances, too coarse for ASHA to tell trials apart.
     study = write_study(tmp_path / "s.yaml", "search", budget={"epochs": 4, "trials": 6},
+                        objective={"metric": "unweighted_accuracy"},
                         search={"parameters": space, "n_startup_trials": 2,
                                 "scheduler": {"kind": "asha", "grace_period": 1}})
     assert main(["search", str(study), "--out", str(experiment),
@@ -85,6 +93,15 @@ def test_a_search_prunes_with_asha_and_keeps_the_optuna_study(ray_session, study
     loaded = optuna.load_study(study_name="search",
                                storage=f"sqlite:///{experiment / 'optuna.db'}")
     assert len(loaded.trials) == 6
+    states = {"finished": "COMPLETE", "pruned": "PRUNED"}
+    for trial in loaded.trials:
+        own = [row for row in rows if row.configuration.changes == sampled_changes(trial.params)]
+        assert len(own) == 2 and trial.state.name == states[own[0].status]
+        # eca_cnn selects its last epoch: the objective after epoch e is the fold mean at e.
+        epochs = range(1, own[0].epochs_run + 1)
+        fold_means = [np.mean([row.history[epoch - 1].test.unweighted_accuracy for row in own])
+                      for epoch in epochs]
+        assert trial.intermediate_values == pytest.approx(dict(zip(epochs, fold_means)))
 
 
 def test_a_repeated_configuration_replays_without_a_second_ledger_row(ray_session, study_cache,
@@ -110,9 +127,14 @@ def test_a_repeated_configuration_replays_without_a_second_ledger_row(ray_sessio
                                storage=f"sqlite:///{experiment / 'optuna.db'}")
     assert len(loaded.trials) == 4
 
-    frame = ledger_frame(rows)
-    finished = frame[frame["status"] == "finished"]
-    best = finished.groupby("variant")["unweighted_accuracy"].mean().idxmax()
+    # Ranked by the search's objective: validation UA, each fold at its selected epoch.
+    objective = read_study_record(experiment).objective.metric
+    assert objective == "validation_unweighted_accuracy"
+    finished = [row for row in rows if row.status == "finished"]
+    by_variant: dict[str, list[float]] = {}
+    for row in finished:
+        by_variant.setdefault(row.variant, []).append(row.objective_score(objective))
+    best = max(sorted(by_variant), key=lambda variant: np.mean(by_variant[variant]))
     best_config = next(row.configuration.changes for row in rows if row.variant == best)
     predictor = json.loads((experiment / "best_model" / "predictor.json").read_text())
     assert predictor["model_options"]["eca_blocks"] == best_config["model.options.eca_blocks"]

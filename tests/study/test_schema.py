@@ -190,3 +190,42 @@ def test_a_study_may_vary_the_selection_rule_itself(tmp_path: Path) -> None:
     factors = {"rule": {"levels": {"last": {}, "test": {"train.selection": "best-test"}}}}
     check_study(load_study(write(tmp_path, {**base, "ablation": {"design": "one-factor",
                                                                 "factors": factors}})))
+
+
+def test_a_search_chooses_on_validation_speakers_unless_told_otherwise() -> None:
+    """New search YAMLs rank and prune on a validation split carved from the training folds;
+    an explicit test objective (the papers' searches) stays, and an ablation compares
+    variants on test."""
+    search = StudyConfig.model_validate(BASE)
+    assert search.objective.metric == "validation_unweighted_accuracy"
+    assert search.train["validation"] == "train-speakers"
+    check_study(search)
+    kept = StudyConfig.model_validate(with_changes(objective={"mode": "max"},
+                                                   train={"validation": "test-fold-speaker"}))
+    assert kept.objective.metric == "validation_unweighted_accuracy"
+    assert kept.train["validation"] == "test-fold-speaker"
+    on_test = StudyConfig.model_validate(with_changes(objective={"metric": "macro_f1"}))
+    assert on_test.objective.split == "test" and "validation" not in on_test.train
+    ablation = StudyConfig.model_validate({
+        **{key: value for key, value in BASE.items() if key != "search"},
+        "ablation": {"design": "one-factor", "factors": {"eca": {"levels": {
+            "off": {}, "on": {"model.options.eca_blocks": [5, 6]}}}}}})
+    assert ablation.objective.metric == "unweighted_accuracy"
+
+
+def test_a_validation_objective_without_a_validation_split_names_the_fix(tmp_path: Path) -> None:
+    message = load_error(tmp_path, with_changes(train={"validation": "none"}))
+    assert "objective validation_unweighted_accuracy needs a validation split" in message
+    assert "train.validation: train-speakers" in message
+
+
+def test_repeats_belong_to_stratified_folds(tmp_path: Path) -> None:
+    message = load_error(tmp_path, with_changes(protocol={"kind": "session", "repeats": 3}))
+    assert "protocol" in message and "only protocol 'stratified' is repeated" in message
+
+
+def test_a_test_fold_speaker_cannot_validate_stratified_folds(tmp_path: Path) -> None:
+    message = load_error(tmp_path, with_changes(
+        protocol={"kind": "stratified", "k": 2},
+        train={"test_version": 8, "validation": "test-fold-speaker"}))
+    assert "would be heard in training" in message and "train-speakers" in message

@@ -92,7 +92,8 @@ def test_a_sample_that_does_not_resolve_becomes_a_plan_that_fails_with_the_reaso
     study = search_study()
     plan = SearchPlans(study, DATA, (0, 1))({"model.options.eca_blocks": "json:[]",
                                             "train.lr": 0.002,
-                                            "train.selection": "best-validation"})
+                                            "train.selection": "best-validation",
+                                            "train.validation": "none"})
     assert plan.configuration is None
     assert "is invalid" in plan.error and "validation split" in plan.error
     assert plan.config_hash.startswith("unresolved-")
@@ -141,10 +142,52 @@ def test_the_tune_searcher_hands_each_trial_its_resolved_plan(tmp_path: Path) ->
     sampled = {key: value for key, value in config.items() if key != PLAN_KEY}
     assert plan.changes == sampled_changes(sampled)
     assert plan.configuration == resolve(study, plan.changes)
-    searcher.on_trial_complete("first", {"unweighted_accuracy": 0.5, "epoch": 2})
+    report_epochs(searcher, "first", [0.4, 0.5])
     searcher.save(str(tmp_path / "searcher.pkl"))  # Tune pickles its searcher
-    restored = ResolvingSearch(plan=SearchPlans(study, DATA, (0, 1)))
+    restored = ResolvingSearch(plan=SearchPlans(study, DATA, (0, 1)), epochs=2)
     restored.restore(str(tmp_path / "searcher.pkl"))
     assert trial_plan(restored.suggest("second")).config_hash.isalnum()
     stored = optuna.load_study(study_name=study.name, storage=f"sqlite:///{tmp_path}/optuna.db")
     assert [trial.state.name for trial in stored.trials][0] == "COMPLETE"
+
+
+def report_epochs(searcher: Any, trial_id: str, values: list[float], error: bool = False,
+                  first_iteration: int = 1) -> None:
+    """Tune's calls for a trial that reported `values` (one per epoch), then ended: a trial
+    that ends normally (finished, or stopped by its scheduler) hands its last result to
+    `on_trial_complete` only; a failed one ends without a result."""
+    from ray.tune.result import TRAINING_ITERATION
+
+    results = [{searcher.metric: value, "epoch": epoch,
+                TRAINING_ITERATION: first_iteration + index}
+               for index, (epoch, value) in enumerate(enumerate(values, start=1))]
+    for result in results if error else results[:-1]:
+        searcher.on_trial_result(trial_id, result)
+    searcher.on_trial_complete(trial_id, None if error else results[-1], error=error)
+
+
+def test_optuna_records_what_each_trial_reached_with_a_value_per_epoch(tmp_path: Path) -> None:
+    """A trial the scheduler stopped is PRUNED (not COMPLETE with its early score), a failed
+    one FAIL even after reporting, a finished one COMPLETE; each has one intermediate value
+    per epoch, indexed by epoch even when Tune's iteration count restarted (a retry)."""
+    from ser_ray.study.tune_run import optuna_search
+
+    study = StudyConfig.model_validate({**BASE, "budget": {"epochs": 4, "trials": 4},
+                                        "search": {"parameters": SPACE}})
+    assert study.objective.metric == "validation_unweighted_accuracy"
+    searcher = optuna_search(study, tmp_path / "optuna.db", SearchPlans(study, DATA, (0, 1)))
+    assert searcher.metric == "selected_validation_unweighted_accuracy"
+    for trial_id in ("finished", "stopped", "failed"):
+        searcher.suggest(trial_id)
+    report_epochs(searcher, "finished", [0.3, 0.4, 0.5, 0.6], first_iteration=3)
+    report_epochs(searcher, "stopped", [0.3, 0.35])
+    report_epochs(searcher, "failed", [0.3, 0.2, 0.25], error=True)
+    searcher.suggest("silent")  # ends before its first epoch: failed, as in the ledger
+    searcher.on_trial_complete("silent", None)
+    stored = optuna.load_study(study_name=study.name, storage=f"sqlite:///{tmp_path}/optuna.db")
+    trials = sorted(stored.trials, key=lambda trial: trial.number)
+    assert [trial.state.name for trial in trials] == ["COMPLETE", "PRUNED", "FAIL", "FAIL"]
+    # Optuna keeps a pruned trial's last intermediate value as its value, marked PRUNED.
+    assert trials[0].value == 0.6 and trials[1].value == 0.35
+    assert [trial.intermediate_values for trial in trials] == [
+        {1: 0.3, 2: 0.4, 3: 0.5, 4: 0.6}, {1: 0.3, 2: 0.35}, {1: 0.3, 2: 0.2, 3: 0.25}, {}]

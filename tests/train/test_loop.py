@@ -86,7 +86,7 @@ def test_no_row_of_a_test_utterance_reaches_a_training_batch(tiny_study, monkeyp
     data = FoldData(job)
     rows = data.rows.set_index("utterance_id")
     for fold, row_ids in trained.items():
-        held_out = set(data.utterances.index[data.utterances["fold"] == fold])
+        held_out = set(data.fold_members[fold])
         sources = set(rows.loc[list(row_ids), "source_utterance_id"])
         assert not sources & held_out
         # The check is not vacuous: copies and the second STFT version did train.
@@ -148,7 +148,7 @@ def test_selection_rules_and_validation_split(tiny_study) -> None:
     splits = data.splits(0)
     assert splits.validation is not None
     assert splits.validation.n_utterances + splits.test.n_utterances == \
-        int((data.utterances["fold"] == 0).sum())
+        len(data.fold_members[0])
     optimistic = train_folds(make_job(tiny_study, epochs=3, selection="best-test")).summary()
     assert optimistic["optimistic"]
     for fold in optimistic["folds"].values():

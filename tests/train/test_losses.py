@@ -11,10 +11,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ser_ray.experiment import LossOptions
+from ser_ray.experiment import LossOptions, paper_training
 from ser_ray.train.losses import (
     class_weighted_cross_entropy,
     cross_entropy,
+    cross_entropy_plus_smoothed,
     focal_loss,
     inverse_frequency_weights,
     make_loss,
@@ -164,6 +165,59 @@ def test_make_loss_picks_the_configured_loss(batch) -> None:
     assert torch.equal(restored(logits, targets), focal(logits, targets))
 
 
+def timm_label_smoothing_cross_entropy(logits: torch.Tensor, targets: torch.Tensor,
+                                       smoothing: float) -> torch.Tensor:
+    """timm's LabelSmoothingCrossEntropy.forward, from its formula: the batch mean of
+    (1 − s)·(−log p_y) + s·mean_k(−log p_k)."""
+    log_p = torch.log_softmax(logits, dim=-1)
+    nll = -log_p.gather(-1, targets.unsqueeze(1)).squeeze(1)
+    uniform = -log_p.mean(dim=-1)
+    return ((1 - smoothing) * nll + smoothing * uniform).mean()
+
+
+def test_timm_label_smoothing_is_pytorch_label_smoothing(batch) -> None:
+    # PyTorch spreads s over all K classes, the true one included: the same loss.
+    logits, targets = batch
+    for smoothing in (0.1, 0.2, 0.5):
+        expected = timm_label_smoothing_cross_entropy(logits, targets, smoothing)
+        smoothed = cross_entropy(logits, targets, label_smoothing=smoothing)
+        assert torch.allclose(smoothed, expected, rtol=0, atol=1e-12)
+
+
+def test_ce_plus_smoothed_is_the_ctmam_code_loss_without_mixup(batch) -> None:
+    logits, targets = batch
+    # The authors' get_loss without mixup: nn.CrossEntropyLoss()(out, y) +
+    # LabelSmoothingCrossEntropy(smoothing=0.2)(out, y).
+    plain = -torch.log_softmax(logits, dim=-1).gather(1, targets.unsqueeze(1)).mean()
+    authors = plain + timm_label_smoothing_cross_entropy(logits, targets, 0.2)
+    options = LossOptions(label_smoothing=0.2, label_smoothing_form="ce_plus_smoothed")
+    loss = make_loss(options)(logits, targets)
+    assert torch.allclose(loss, authors, rtol=0, atol=1e-12)
+    assert loss.item() == pytest.approx(6.822616, abs=1e-6)
+    # Smoothed targets alone are half of it: 3.447630 on this batch.
+    replaced = make_loss(LossOptions(label_smoothing=0.2))(logits, targets)
+    assert replaced.item() == pytest.approx(3.447630, abs=1e-6)
+    # Twice the scale, half the smoothing.
+    half = 2 * cross_entropy(logits, targets, label_smoothing=0.1)
+    assert torch.allclose(cross_entropy_plus_smoothed(logits, targets, 0.2), half,
+                          rtol=0, atol=1e-12)
+    restored = pickle.loads(pickle.dumps(make_loss(options)))
+    assert torch.equal(restored(logits, targets), loss)
+
+
+def test_ctmam_training_mixes_up_plain_ce_and_smooths_as_its_code_when_mixup_is_off(
+        batch) -> None:
+    logits, targets = batch
+    paper = paper_training("ctmam").loss
+    assert (paper.mixup_alpha, paper.label_smoothing) == (0.2, 0.0)
+    assert torch.equal(make_loss(paper)(logits, targets), cross_entropy(logits, targets))
+    no_mixup = paper_training("ctmam", {"loss": {"mixup_alpha": 0.0, "label_smoothing": 0.2}})
+    authors = cross_entropy(logits, targets) + timm_label_smoothing_cross_entropy(
+        logits, targets, 0.2)
+    assert torch.allclose(make_loss(no_mixup.loss)(logits, targets), authors,
+                          rtol=0, atol=1e-12)
+
+
 def test_make_loss_checks_that_class_weights_match_the_kind() -> None:
     assert LossOptions(kind="focal").needs_class_weights
     assert not LossOptions(kind="focal", focal_alpha="uniform").needs_class_weights
@@ -181,6 +235,9 @@ def test_make_loss_checks_that_class_weights_match_the_kind() -> None:
         ({"mixup_alpha": -0.1}, "mixup_alpha"),
         ({"label_smoothing": 1.0}, "label_smoothing"),
         ({"kind": "focal", "label_smoothing": 0.1}, "label_smoothing"),
+        ({"label_smoothing_form": "added"}, "label_smoothing_form"),
+        ({"kind": "weighted_ce", "label_smoothing": 0.2,
+          "label_smoothing_form": "ce_plus_smoothed"}, "label_smoothing_form"),
         ({"weights": "x"}, "weights"),
     ],
 )

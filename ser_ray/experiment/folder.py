@@ -53,8 +53,11 @@ class Experiment:
 
     @property
     def selects_epochs_on_test(self) -> bool:
-        """Whether each fold's epoch is picked on its test split (OPTIMISTIC as well)."""
-        return self.study.selection_rule == OPTIMISTIC_RULE
+        """Whether any configuration picks its folds' epochs on their test splits (OPTIMISTIC
+        as well): the study's rule, or one a search sampled (`train.selection`)."""
+        return self.study.selection_rule == OPTIMISTIC_RULE or any(
+            row.configuration is not None
+            and row.configuration.train.selection == OPTIMISTIC_RULE for row in self.rows)
 
     @property
     def maximise(self) -> bool:

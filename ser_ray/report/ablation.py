@@ -31,7 +31,7 @@ from ser_ray.report.units import PERCENT, unit_frame, variant_changes, variant_s
 class FoldInference:
     """Which test gives an ablation's verdicts, by its fold protocol.
 
-    Session and speaker folds are fixed sets of test speakers: the exact Wilcoxon signed-rank
+    Session and speaker folds are fixed sets of test speakers: the Wilcoxon signed-rank
     test over the fold differences gives the verdict (five to ten differences cannot show
     whether they are normal, which the paired t shown beside it assumes). Stratified k-fold
     splits share most of their training data, so their differences are correlated and both
@@ -56,7 +56,7 @@ class FoldInference:
         return "t_p" if self.corrected else "wilcoxon_p"
 
     def can_reach_significance(self, n_folds: int) -> bool:
-        """Whether the verdict's test can give p < 0.05 at all with n folds: the exact
+        """Whether the verdict's test can give p < 0.05 at all with n folds: the
         Wilcoxon's smallest two-sided p is 2/2^n (0.0625 at five folds)."""
         if self.corrected:
             return n_folds >= 2

@@ -18,8 +18,9 @@ from ser_ray.experiment import objective_split
 COLLAPSE_AFTER = 10
 # A root path where a path starts (not inside a longer one), with the "/" that follows it.
 # A path root, not a longer name: a dot after it continues a name only when a name
-# character follows (`/runs/x.old`), not at the end of a sentence (`in /runs/x.`).
-_PATH_ROOT = r"(?<![\w.~/-]){root}(/|(?![\w~/-]|\.\w))"
+# character follows (`/runs/x.old`), not at the end of a sentence (`in /runs/x.`). Group 1
+# is the slash before a path inside it; the root itself may end in a slash.
+_PATH_ROOT = r"(?<![\w.~/-]){root}(?:(/)(?=[\w.~-])|/?(?![\w~/-]|\.\w))"
 METRIC_LABELS = {"unweighted_accuracy": "UA", "weighted_accuracy": "WA", "ua_wa_mean": "ACC",
                  "macro_f1": "macro-F1"}
 
@@ -111,7 +112,9 @@ def relative_paths(text: str, directory: Path) -> str:
     >>> relative_paths("/runs/demo/search/a.npy and /runs/cache/k.", Path("/runs/demo/search"))
     'a.npy and ../../cache/k.'
     >>> relative_paths("File /runs/x, not /runs/xy or /data/runs/x/a", Path("/runs/x"))
-    'File ., not ../xy or /data/runs/x/a'
+    'File ./, not ../xy or /data/runs/x/a'
+    >>> relative_paths("in /runs/x. Or /runs/x/", Path("/runs/x"))
+    'in ./. Or ./'
     """
     home = os.path.expanduser("~")
     roots: dict[str, str] = {}
@@ -124,7 +127,8 @@ def relative_paths(text: str, directory: Path) -> str:
         roots.setdefault(home, "~/")
     # Longest first: the experiment folder usually lies under the home directory.
     for root in sorted(roots, key=len, reverse=True):
-        inside, itself = roots[root], roots[root].rstrip("/") or "."
+        inside = roots[root]
+        itself = inside if inside.startswith(".") else inside.rstrip("/") or "./"
         text = re.sub(_PATH_ROOT.format(root=re.escape(root.rstrip("/"))),
                       lambda found: inside if found.group(1) else itself, text)
     return text

@@ -111,14 +111,14 @@ def _verdict_test(inference: ablation.FoldInference) -> str:
 
 def _tests_sentence(inference: ablation.FoldInference) -> str:
     if not inference.corrected:
-        return ("p-values are two-sided over the n fold differences: the exact Wilcoxon "
+        return ("p-values are two-sided over the n fold differences: the Wilcoxon "
                 "signed-rank test, **which gives the verdict**, and the paired t-test, shown "
                 "beside it (it assumes normal differences, which so few cannot show).")
     return ("stratified folds share most of their training data, so their differences are "
             "correlated: the verdict comes from the corrected resampled t-test of Nadeau & "
             "Bengio (2003), t = mean(d) / √((1/J + n_test/n_train) · s²) with J = n, "
             f"n_test/n_train = 1/(k − 1) = {inference.test_train_ratio:.3g} and J − 1 degrees "
-            "of freedom (column *corrected t p*; its 95 % CI too). The exact Wilcoxon "
+            "of freedom (column *corrected t p*; its 95 % CI too). The Wilcoxon "
             "signed-rank p is shown for reference only: it treats the folds as independent.")
 
 

@@ -6,7 +6,7 @@ differences are averaged over seeds first (`fold_differences`), and the tests ru
 fold differences, n = the number of folds. Seeds make each fold's difference less noisy; they
 add no observation, and their spread is reported apart (`within_fold_sd`).
 
-Two tests run on the fold differences: the exact Wilcoxon signed-rank test and a t-test, the
+Two tests run on the fold differences: the Wilcoxon signed-rank test and a t-test, the
 plain paired t over folds whose training sets are fixed (sessions, speakers), or the corrected
 resampled t of Nadeau & Bengio (2003) over stratified k-fold splits, whose training sets
 overlap (`resampled_t_p`). A test that cannot run returns NaN with the reason, never a
@@ -105,8 +105,10 @@ def smallest_wilcoxon_p(n: int) -> float:
 
 def wilcoxon_p(differences: Values) -> tuple[float, str | None]:
     """Two-sided Wilcoxon signed-rank p of paired differences, zero differences dropped:
-    exact, or an exact permutation test when differences tie (scipy's `method="exact"`
-    ignores ties and would understate p: 0.047 instead of 0.0625 for [1, 1, 2, 3, 4, 5, -1]).
+    scipy's default, exact for a few folds (by permutation when differences tie; its
+    `method="exact"` ignores ties and would understate p: 0.047 instead of 0.0625 for
+    [1, 1, 2, 3, 4, 5, -1]), the normal approximation beyond (more than 13 tied, or more
+    than 50, differences).
 
     >>> round(wilcoxon_p([1, 1, 2, 3, 4, 5, -1])[0], 4)
     0.0625
@@ -138,16 +140,18 @@ def resampled_t_p(differences: Values,
     >>> round(resampled_t_p([1.0, 2.0, 3.0, 4.0, 5.0], 0.25)[0], 4)
     0.0474
 
-    The same non-zero difference on every fold has no spread: t is infinite and p = 0.
+    Equal differences on every fold have no spread to weigh the mean against: t is
+    undefined, and the comparison is left untested rather than called certain from a
+    handful of folds.
 
-    >>> resampled_t_p([0.02, 0.02, 0.02]), resampled_t_p([0.0, 0.0])
-    ((0.0, None), (nan, 'all paired differences are zero'))
+    >>> resampled_t_p([0.02, 0.02, 0.02])
+    (nan, 'the fold differences are all equal: no spread to test against')
     """
     finite = _finite(differences)
     if finite.size < 2:
         return math.nan, "fewer than 2 folds"
     if np.ptp(finite) == 0:
-        return (0.0, None) if finite[0] != 0 else (math.nan, "all paired differences are zero")
+        return math.nan, "the fold differences are all equal: no spread to test against"
     t = float(np.mean(finite)) / _standard_error(finite, test_train_ratio)
     return float(2.0 * stats.t.sf(abs(t), finite.size - 1)), None
 

@@ -35,7 +35,8 @@ def export_best_model(experiment_dir: Path) -> Path | None:
     leader = best(experiment)
     if leader is None:
         return None
-    unit = _best_unit(experiment.rows_of(leader.variant, "finished"))
+    unit = _best_unit(experiment.rows_of(leader.variant, "finished"), experiment.objective,
+                      experiment.maximise)
     if unit.checkpoint is None:
         raise MissingCheckpoint(f"the ledger records no checkpoint for {unit.variant} "
                                 f"(trial {unit.trial_id}), the best configuration")
@@ -51,12 +52,14 @@ def export_best_model(experiment_dir: Path) -> Path | None:
     return path
 
 
-def _best_unit(finished: list[UnitRow]) -> UnitRow:
-    """Of one configuration's finished units, its lowest seed's best by (UA + WA) / 2 (a NaN
-    score never wins; the first of equals does)."""
+def _best_unit(finished: list[UnitRow], objective: str, maximise: bool) -> UnitRow:
+    """Of one configuration's finished units, its lowest seed's best fold by the study's
+    objective (a validation metric picks the fold without its test split; a NaN score never
+    wins; the first of equals does)."""
     lowest = min(row.seed for row in finished)
     candidates = [row for row in finished if row.seed == lowest]
-    scored = [row for row in candidates
-              if math.isfinite(row.metrics.ua_wa_mean)]  # type: ignore[union-attr]
-    return max(scored or candidates,
-               key=lambda row: row.metrics.ua_wa_mean)  # type: ignore[union-attr]
+    sign = 1.0 if maximise else -1.0
+    scores = [row.objective_score(objective) for row in candidates]
+    scored = [(sign * score, -index) for index, score in enumerate(scores)
+              if score is not None and math.isfinite(score)]
+    return candidates[-max(scored)[1]] if scored else candidates[0]

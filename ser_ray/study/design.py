@@ -19,7 +19,7 @@ from typing import Any
 from ser_ray import models
 from ser_ray.errors import UserError
 from ser_ray.experiment import Configuration, LossOptions, TrainConfig, paper_training
-from ser_ray.experiment.training import SELECTION_RULES
+from ser_ray.experiment.training import OPTIMISTIC_RULE, SELECTION_RULES
 from ser_ray.features.recipes import parse_recipe
 from ser_ray.papers import paper_row_keys
 from ser_ray.schema import set_dotted
@@ -113,10 +113,16 @@ def resolve(study: StudyConfig, changes: dict[str, Any]) -> Configuration:
     feature_set = _feature_set(study, changes.get("feature_set", study.feature_set), family)
     shape = parse_recipe(study.features[feature_set].recipe).feature_shape()
     model = models.resolve(model_name, shape, **options)
-    settings = paper_training(family, {**train, "epochs": study.budget.epochs})
+    overrides = {**train, "epochs": study.budget.epochs}
+    settings = paper_training(family, overrides)
     if study.objective.split == "validation" and settings.validation == "none":
         raise UserError(f"objective {study.objective.metric} needs a validation split, but "
                         f"train.validation is 'none'; set train.validation: train-speakers")
+    if study.objective.split == "validation" and "selection" not in train \
+            and settings.selection == OPTIMISTIC_RULE:
+        # A study that chooses on validation speakers picks epochs on them too, unless it
+        # asks otherwise: a paper's best-test rule (ctmam) would let the test folds steer it.
+        settings = paper_training(family, {**overrides, "selection": "best-validation"})
     if settings.validation == "test-fold-speaker" and study.protocol.kind == "stratified":
         raise UserError("train.validation 'test-fold-speaker' holds out a speaker of the test "
                         "fold, but stratified folds train on every speaker, so it would be "

@@ -19,7 +19,7 @@ def fold_count(study: StudyConfig) -> int | None:
     """Folds the protocol will make, when knowable before the scan."""
     protocol, synthetic = study.protocol, study.corpus.synthetic
     if protocol.k is not None:
-        return protocol.k
+        return protocol.k * protocol.repeats
     if protocol.kind == "session":
         return synthetic.sessions if synthetic else (
             IEMOCAP_SESSIONS if study.corpus.reader == "iemocap" else None)

@@ -112,3 +112,17 @@ def test_resuming_an_older_folder_is_refused_before_anything_is_written(tmp_path
     assert "unversioned format" in capsys.readouterr().err
     assert sorted(path.name for path in folder.iterdir()) == before
     shutil.rmtree(folder)
+
+
+def test_a_sampled_best_test_rule_marks_the_study_optimistic(tmp_path: Path) -> None:
+    """A search that chooses on validation but samples `train.selection` has picked some
+    configurations' epochs on their test splits: the experiment says so."""
+    study = study_record("rules", "search", [], folds=(0, 1), seeds=(0,), trials=2,
+                         objective="validation_unweighted_accuracy")
+    honest = [unit_row("trial_0001", fold, 0, 70.0, validation_percent=60.0) for fold in (0, 1)]
+    experiment = load_experiment(write_experiment(tmp_path / "honest", study, honest))
+    assert not experiment.selects_on_test and not experiment.selects_epochs_on_test
+    sampled = honest + [unit_row("trial_0002", fold, 0, 75.0, validation_percent=65.0,
+                                 selection="best-test") for fold in (0, 1)]
+    experiment = load_experiment(write_experiment(tmp_path / "sampled", study, sampled))
+    assert not experiment.selects_on_test and experiment.selects_epochs_on_test

@@ -229,3 +229,17 @@ def test_a_test_fold_speaker_cannot_validate_stratified_folds(tmp_path: Path) ->
         protocol={"kind": "stratified", "k": 2},
         train={"test_version": 8, "validation": "test-fold-speaker"}))
     assert "would be heard in training" in message and "train-speakers" in message
+
+
+def test_a_search_on_validation_picks_epochs_on_validation_unless_told() -> None:
+    """ctmam's paper rule picks each fold's best test epoch; a search that chooses on
+    validation speakers picks epochs on them too, unless its YAML asks for the paper's rule."""
+    from ser_ray.study.design import resolve
+
+    ctmam = with_changes(model={"name": "ctmam"}, train={},
+                         features={"mfcc": {"recipe": "mfcc_segments"}}, feature_set="mfcc")
+    assert resolve(StudyConfig.model_validate(ctmam), {}).train.selection == "best-validation"
+    asked = {**ctmam, "train": {"selection": "best-test"}}
+    assert resolve(StudyConfig.model_validate(asked), {}).train.selection == "best-test"
+    on_test = {**ctmam, "objective": {"metric": "unweighted_accuracy"}}
+    assert resolve(StudyConfig.model_validate(on_test), {}).train.selection == "best-test"

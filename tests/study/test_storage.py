@@ -64,3 +64,16 @@ def test_a_study_with_a_storage_uri_keeps_its_checkpoints_there(ray_session, stu
     shutil.rmtree(stored)
     with pytest.raises(MissingCheckpoint, match="is not in file://"):
         export_best_model(experiment)
+
+
+def test_the_exported_fold_is_the_best_by_the_objective() -> None:
+    """The predictor comes from the fold the study's objective rates best: under a
+    validation objective the test split chooses nothing, not even the fold."""
+    from ser_ray.study.best import _best_unit
+    from tests.experiment.builders import unit_row
+
+    rows = [unit_row("trial", fold, 0, test, validation_percent=validation)
+            for fold, test, validation in [(0, 80.0, 50.0), (1, 60.0, 70.0), (2, 70.0, 70.0)]]
+    assert _best_unit(rows, "validation_unweighted_accuracy", maximise=True).fold == 1
+    assert _best_unit(rows, "unweighted_accuracy", maximise=True).fold == 0
+    assert _best_unit(rows, "unweighted_accuracy", maximise=False).fold == 1

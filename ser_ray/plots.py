@@ -91,6 +91,32 @@ def plot_optimisation_history(trial_numbers: np.ndarray, values: np.ndarray,
     return _save(figure, path)
 
 
+def plot_progress(curves: dict[str, tuple[np.ndarray, np.ndarray, bool]],
+                  best_so_far: np.ndarray, path: Path, title: str, ylabel: str) -> Path:
+    """Left: each configuration's fold-mean objective per epoch (finished: solid, stopped or
+    failed: dashed grey). Right: the best configuration so far, in the order they ended."""
+    figure, (per_epoch, best) = plt.subplots(1, 2, figsize=(8.0, 3.2))
+    for index, (name, (epochs, values, finished)) in enumerate(curves.items()):
+        style = {"lw": 1.2, "color": f"C{index % 10}", "label": name} if finished else \
+            {"lw": 0.8, "ls": "--", "color": "grey"}
+        per_epoch.plot(epochs, values, **style)
+    per_epoch.xaxis.set_major_locator(MaxNLocator(integer=True))
+    per_epoch.set_xlabel("epoch")
+    per_epoch.set_ylabel(ylabel)
+    per_epoch.set_title("every configuration", fontsize=9)
+    if 0 < sum(finished for *_, finished in curves.values()) <= 8:
+        per_epoch.legend(fontsize=6)
+    ended = np.arange(1, len(best_so_far) + 1)
+    best.step(ended, best_so_far, where="post", color="C3")
+    best.xaxis.set_major_locator(MaxNLocator(integer=True))
+    best.set_xlabel("configurations ended")
+    best.set_title("best so far", fontsize=9)
+    for axes in (per_epoch, best):
+        axes.grid(alpha=0.3)
+    figure.suptitle(textwrap.fill(title, 80), fontsize=10)
+    return _save(figure, path)
+
+
 def plot_deltas(names: Sequence[str], deltas: np.ndarray, ci_low: np.ndarray,
                 ci_high: np.ndarray, path: Path, title: str, xlabel: str) -> Path:
     """Forest plot: each variant's mean paired difference from the baseline with its 95 % CI."""

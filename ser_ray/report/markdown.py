@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ser_ray import plots
 from ser_ray.experiment import Experiment, load_experiment
 from ser_ray.experiment.study_record import Hardware, ProtocolRecord
 from ser_ray.experiment.training import OPTIMISTIC_RULE
@@ -20,6 +21,7 @@ from ser_ray.report import results, setup, units
 REPORT_FILE = "report.md"
 RESULTS_FILE = "results.csv"
 PROGRESS_FILE = "progress.md"
+PROGRESS_FIGURE = "progress.png"
 FIGURES_DIR = "figures"
 SELECTION_RULES = {
     "last": "last epoch",
@@ -54,9 +56,21 @@ def write_report(experiment_dir: Path, *, featured: int = units.FEATURED_VARIANT
 
 
 def write_progress(experiment_dir: Path) -> Path:
-    """Write DIR/progress.md (`render_progress`); a study refreshes it as units are recorded."""
-    path = Path(experiment_dir) / PROGRESS_FILE
-    path.write_text(render_progress(experiment_dir), encoding="utf-8")
+    """Write DIR/progress.md (`render_progress`) and its figure of every configuration's
+    curve and the best so far; a study refreshes both as units are recorded."""
+    experiment = load_experiment(Path(experiment_dir))
+    text = render_progress(experiment_dir)
+    curves = units.objective_curves(experiment)
+    if curves:
+        label = md.metric_label(experiment.objective)
+        figure = plots.plot_progress(
+            curves, units.best_so_far_curve(experiment),
+            experiment.directory / "figures" / PROGRESS_FIGURE,
+            f"{experiment.study.name}: {label} (%) as configurations train and end",
+            f"{label} (%)")
+        text += "\n" + md.image(experiment.directory, figure, "progress") + "\n"
+    path = experiment.directory / PROGRESS_FILE
+    path.write_text(text, encoding="utf-8")
     return path
 
 

@@ -25,6 +25,7 @@ from ser_ray.experiment import (
     Configuration,
     Experiment,
     ledger_frame,
+    objective_split,
     recorded_units,
 )
 from ser_ray.experiment.ranking import best, ranking, variant_order
@@ -291,3 +292,38 @@ def _score(value: float | None) -> float:
 def _last_line(text: str | None) -> str:
     lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
     return lines[-1] if lines else "(no error text)"
+
+
+def objective_curves(experiment: Experiment) -> dict[str, tuple[np.ndarray, np.ndarray, bool]]:
+    """Each configuration's objective metric (%) at every epoch, averaged over its units
+    that reached the epoch, and whether it finished; in ledger order."""
+    split, metric = objective_split(experiment.objective)
+    curves = {}
+    for variant in dict.fromkeys(row.variant for row in experiment.rows):
+        per_epoch: dict[int, list[float]] = {}
+        for row in experiment.rows_of(variant):
+            for record in row.history:
+                scores = getattr(record, split)
+                if scores is not None:
+                    per_epoch.setdefault(record.epoch, []).append(scores.score(metric) * PERCENT)
+        if per_epoch:
+            epochs = np.asarray(sorted(per_epoch))
+            curves[variant] = (epochs, np.asarray([np.mean(per_epoch[e]) for e in epochs]),
+                               all(row.status == "finished"
+                                   for row in experiment.rows_of(variant)))
+    return curves
+
+
+def best_so_far_curve(experiment: Experiment) -> np.ndarray:
+    """The ranking's best objective (%) after each configuration ended, in the order their
+    last units were recorded; NaN until one can be ranked."""
+    scores = {entry.variant: entry.mean * PERCENT for entry in ranking(experiment)}
+    ended = list(reversed(dict.fromkeys(row.variant for row in reversed(experiment.rows))))
+    best, curve = math.nan, []
+    for variant in ended:
+        score = scores.get(variant, math.nan)
+        if not math.isnan(score) and (math.isnan(best) or
+                                      (score > best) == experiment.maximise):
+            best = score
+        curve.append(best)
+    return np.asarray(curve, float)

@@ -29,6 +29,7 @@ from ser_ray.experiment import (
     recorded_units,
     trials_run,
 )
+from ser_ray.study.optuna_trials import OptunaTrials
 from ser_ray.study.storage import filesystem
 from ser_ray.study.units import REPLAY_KEY, TrialPlan, error_file
 from ser_ray.train.results import Record, selected_records
@@ -42,8 +43,11 @@ class LedgerWriter:
     """Driver-side: every ended trial's units into the ledger, once."""
 
     def __init__(self, experiment_dir: Path, study_name: str, objective: str, epochs: int,
-                 planned: int, storage: str, on_progress: FolderHook | None = None) -> None:
+                 planned: int, storage: str, on_progress: FolderHook | None = None,
+                 optuna_trials: OptunaTrials | None = None) -> None:
         self.experiment_dir = experiment_dir
+        self.optuna_trials = optuna_trials
+        self.plans: dict[str, TrialPlan] = {}
         self.study_name = study_name
         self.objective = objective
         self.epochs = epochs
@@ -71,11 +75,14 @@ class LedgerWriter:
     def recorded(self) -> int:
         return len(self.recorded_units)
 
-    def started(self, trial_id: str, plan: TrialPlan) -> None:
-        """A trial started: a search trial gets the next free name."""
+    def started(self, trial_id: str, plan: TrialPlan, optuna_number: int | None = None) -> None:
+        """A trial started: a search trial gets the next free name (and brings the number
+        of its sampler's Optuna trial)."""
         if plan.variant is None and trial_id not in self.names:
             self.last_number += 1
             self.names[trial_id] = f"{TRIAL_PREFIX}{self.last_number:04d}"
+        self.plans[trial_id] = plan
+        self._to_optuna("started", trial_id, plan, optuna_number)
 
     def reported(self, trial_id: str, result: dict[str, Any],
                  train_checkpoint: str | None = None) -> None:
@@ -92,6 +99,9 @@ class LedgerWriter:
             self.replay_of[trial_id] = result[REPLAY_KEY]
         if train_checkpoint is not None:
             self.train_checkpoints[trial_id] = train_checkpoint
+        if trial_id in self.plans:
+            plan = self.plans[trial_id]
+            self._to_optuna("reported", trial_id, self._variant(trial_id, plan), plan, per_fold)
 
     def trial_error(self, trial_id: str) -> str:
         """The traceback a failed trial left, or why none reached the driver."""
@@ -109,7 +119,7 @@ class LedgerWriter:
         self.done.add(trial_id)
         if error is None and not self.records.get(trial_id):
             error = "the trial ended before it finished an epoch (e.g. the wall-time budget)"
-        variant = plan.variant or self.names.get(trial_id, trial_id)
+        variant = self._variant(trial_id, plan)
         histories = self.records.pop(trial_id, {})
         if trial_id in self.replay_of:
             self._write_replay(trial_id, variant, plan, error)
@@ -128,6 +138,7 @@ class LedgerWriter:
         print(f"[{self.recorded}/{self.planned} units] {variant} seed {plan.seed}: "
               f"{rows[0].status}, {self.objective} {score:.4f} over {len(scores)} folds",
               flush=True)
+        self._to_optuna("ended", trial_id, variant, plan)
         self.refresh_progress()
 
     def _write_replay(self, trial_id: str, variant: str, plan: TrialPlan,
@@ -172,6 +183,18 @@ class LedgerWriter:
                     {name: record[name] for name in EpochRecord.model_fields})
                     for record in history),
                 "wall_time_s": sum(record["seconds"] for record in history)}
+
+    def _variant(self, trial_id: str, plan: TrialPlan) -> str:
+        return plan.variant or self.names.get(trial_id, trial_id)
+
+    def _to_optuna(self, event: str, *arguments: Any) -> None:
+        """Hand a trial event to the Optuna trials; a dashboard never stops a study."""
+        if self.optuna_trials is None:
+            return
+        try:
+            getattr(self.optuna_trials, event)(*arguments)
+        except Exception as error:  # noqa: BLE001
+            print(f"Optuna study not updated ({event}): {error!r}", flush=True)
 
     def refresh_progress(self) -> None:
         if self.on_progress is None:

@@ -28,11 +28,13 @@ from ser_ray.experiment import (
     read_ledger,
     read_replays,
     read_study_record,
+    recorded_units,
     write_study_record,
 )
 from ser_ray.study.best import MissingCheckpoint, export_best_model
 from ser_ray.study.design import Variant, check_study
 from ser_ray.study.ledger_writer import FolderHook, LedgerWriter
+from ser_ray.study.optuna_trials import OptunaTrials
 from ser_ray.study.prepare import prepare_study
 from ser_ray.study.record import OPTUNA_FILE, study_record
 from ser_ray.study.schema import StudyConfig, load_study
@@ -111,11 +113,16 @@ def _run(study: StudyConfig, experiment_dir: Path, variants: list[Variant],
         caches={name: str(path) for name, path in prepared.caches.items()},
         experiment_dir=str(experiment_dir), storage=storage, resources=study.resources,
         replay_recorded=study.search is not None)
+    recorded = recorded_units(read_ledger(experiment_dir))
+    plans = missing_ablation_plans(record.variants, record.seeds, record.folds, recorded) \
+        if study.ablation is not None else []
+    optuna_trials = OptunaTrials(experiment_dir, experiment_dir / OPTUNA_FILE, study.name,
+                                 study.objective, study.budget.epochs, plans,
+                                 dict(record.factors))
     ledger = LedgerWriter(experiment_dir, study.name, study.objective.metric,
-                          study.budget.epochs, record.planned_units, storage, on_progress)
+                          study.budget.epochs, record.planned_units, storage, on_progress,
+                          optuna_trials)
     if study.ablation is not None:
-        plans = missing_ablation_plans(record.variants, record.seeds, record.folds,
-                                       ledger.recorded_units)
         print(f"{len(plans)} trials to run ({ledger.recorded} of {ledger.planned} units "
               f"already in the ledger)", flush=True)
         if plans:

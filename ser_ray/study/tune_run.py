@@ -27,6 +27,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from ser_ray.ray_session import ensure_ray
 from ser_ray.study.ledger_writer import TRIAL_PREFIX, LedgerWriter
+from ser_ray.study.optuna_trials import OPTUNA_TRIAL_KEY
 from ser_ray.study.schema import StudyConfig
 from ser_ray.study.space import DefineByRun, make_sampler, open_storage
 from ser_ray.study.storage import TUNE_DIR, next_run_name, storage_child
@@ -63,7 +64,8 @@ class ResolvingSearch(OptunaSearch):
         sampled = super().suggest(trial_id)
         if not isinstance(sampled, dict):
             return sampled  # None (wait) or Searcher.FINISHED
-        return {**sampled, PLAN_KEY: self.plan(sampled).model_dump_json()}
+        return {**sampled, PLAN_KEY: self.plan(sampled).model_dump_json(),
+                OPTUNA_TRIAL_KEY: self._ot_trials[trial_id].number}
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         # Intermediate values are indexed by epoch: a retried multi-worker trial resumes at
@@ -161,7 +163,8 @@ class LedgerCallback(tune.Callback):
         self.ledger = ledger
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.ledger.started(trial.trial_id, trial_plan(trial.config))
+        self.ledger.started(trial.trial_id, trial_plan(trial.config),
+                            trial.config.get(OPTUNA_TRIAL_KEY))
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
                         **info: Any) -> None:

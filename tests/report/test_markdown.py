@@ -203,3 +203,30 @@ def test_report_package_imports_neither_ray_nor_torch() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True)
     assert result.stdout.split() == ["False", "False"]
+
+
+def test_the_progress_page_draws_every_configuration_and_the_best_so_far(
+        search_dir: Path, tmp_path: Path) -> None:
+    """progress.md carries a PNG of each configuration's objective per epoch (stopped and
+    failed ones apart) and of the best configuration after each one ended."""
+    import shutil
+
+    from ser_ray.experiment import load_experiment, ranking
+    from ser_ray.report import units
+    from ser_ray.report.markdown import write_progress
+
+    directory = shutil.copytree(search_dir, tmp_path / "search")
+    experiment = load_experiment(directory)
+    curves = units.objective_curves(experiment)
+    assert curves["trial_0004"][2] is False and curves["trial_0001"][2] is True
+    epochs, values, _ = curves["trial_0004"]
+    own = experiment.rows_of("trial_0004")
+    assert list(epochs) == [1] and values[0] == pytest.approx(
+        100 * sum(row.history[0].test.unweighted_accuracy for row in own) / len(own))
+    best = units.best_so_far_curve(experiment)
+    assert len(best) == len({row.variant for row in experiment.rows})
+    assert all(later >= earlier for earlier, later in zip(best, best[1:]))
+    assert best[-1] == pytest.approx(100 * ranking(experiment)[0].mean)
+    text = write_progress(directory).read_text()
+    assert "![progress](figures/progress.png)" in text
+    assert (directory / "figures" / "progress.png").read_bytes().startswith(b"\x89PNG")

@@ -92,3 +92,48 @@ def test_search_trials_are_named_in_turn_and_a_replay_adds_no_row(writer: Ledger
     assert read_ledger(tmp_path) == []
     (replay,) = read_replays(tmp_path)
     assert (replay.variant, replay.replay_of, replay.error) == ("trial_0002", "trial_0001", None)
+
+
+def test_an_ablation_variant_is_one_optuna_trial_over_its_seeds(tmp_path: Path) -> None:
+    """The variant's Optuna trial opens with its first Tune trial, takes the lowest seed's
+    fold-mean objective after each epoch, and ends with its last seed in the state and with
+    the score the study's ranking gives it; a variant with a failed unit is FAIL."""
+    import optuna
+
+    from ser_ray.experiment import write_study_record
+    from ser_ray.experiment.study_record import Objective
+    from ser_ray.study.optuna_trials import OptunaTrials
+    from tests.experiment.builders import study_record
+
+    write_study_record(tmp_path, study_record(
+        "ablation", "one-factor", ["a", "b"], folds=(0, 1), seeds=(0, 1), baseline="a",
+        factors={"eca": ["off", "on"]}, variant_factors={"a": {"eca": "off"},
+                                                          "b": {"eca": "on"}}))
+    plans = [TrialPlan(variant=variant, factors={"eca": level},
+                       configuration=configuration(), config_hash=f"hash-{variant}",
+                       seed=seed, folds=(0, 1))
+             for variant, level in (("a", "off"), ("b", "on")) for seed in (0, 1)]
+    trials = OptunaTrials(tmp_path, tmp_path / "optuna.db", "ablation", Objective(), EPOCHS,
+                          plans, {"eca": ["off", "on"]})
+    writer = LedgerWriter(tmp_path, "ablation", "unweighted_accuracy", EPOCHS, planned=8,
+                          storage=str(tmp_path), optuna_trials=trials)
+    uas = {("a", 0): [0.5, 0.6, 0.7], ("a", 1): [0.4, 0.5, 0.9],
+           ("b", 0): [0.3, 0.4, 0.5], ("b", 1): [0.2, 0.3]}
+    for (variant, seed), values in uas.items():
+        own = next(p for p in plans if p.variant == variant and p.seed == seed)
+        writer.started(f"{variant}{seed}", own)
+        report(writer, f"{variant}{seed}", values)
+        stored = optuna.load_study(study_name="ablation", storage=f"sqlite:///{tmp_path}/optuna.db")
+        assert len(stored.trials) == (1 if variant == "a" else 2)
+        assert stored.trials[-1].state.name == "RUNNING"
+        error = "Traceback ...\nMemoryError" if (variant, seed) == ("b", 1) else None
+        writer.ended(f"{variant}{seed}", own, error=error, checkpoint=None)
+    stored = optuna.load_study(study_name="ablation", storage=f"sqlite:///{tmp_path}/optuna.db")
+    a, b = stored.trials
+    assert (a.state.name, b.state.name) == ("COMPLETE", "FAIL")
+    assert (a.params, b.params) == ({"eca": "off"}, {"eca": "on"})
+    assert a.value == pytest.approx(0.8)  # mean over both seeds' finished units
+    assert a.intermediate_values == pytest.approx({1: 0.5, 2: 0.6, 3: 0.7})  # seed 0's
+    assert a.user_attrs["fold_scores"] == pytest.approx({"0": 0.8, "1": 0.8})
+    assert a.user_attrs["units_finished"] == 4 and b.user_attrs["units_finished"] == 2
+    assert a.user_attrs["optimistic"].startswith("OPTIMISTIC")

@@ -52,6 +52,7 @@ def test_an_ablation_records_every_unit_once_and_extends(ray_session, study_cach
     assert planned["baseline"].configuration.model_options["n_frames"] == 201  # 2 s features
     assert (experiment / "report.md").is_file() and (experiment / "progress.md").is_file()
     assert list((experiment / "tune").rglob("events.out.tfevents.*"))
+    assert_optuna_mirrors_the_ledger(experiment, "ablation", {"baseline", "eca=on"})
 
     extended = write_study(tmp_path / "b.yaml", "ablation", budget={"epochs": 2},
                            ablation={"design": "one-factor",
@@ -62,6 +63,29 @@ def test_an_ablation_records_every_unit_once_and_extends(ray_session, study_cach
     assert len(counts) == 6 and set(counts.values()) == {1}
     assert {row.variant for row in read_ledger(experiment)} == {
         "baseline", "eca=on", "version=v2"}
+    assert_optuna_mirrors_the_ledger(experiment, "ablation", {"baseline", "eca=on",
+                                                              "version=v2"})
+
+
+def assert_optuna_mirrors_the_ledger(experiment: Path, name: str, variants: set[str]) -> None:
+    """One Optuna trial per configuration, in the state the ledger gives it, with the fold
+    mean of its objective after every epoch and what a reader needs as user attributes."""
+    loaded = optuna.load_study(study_name=name, storage=f"sqlite:///{experiment / 'optuna.db'}")
+    by_variant = {trial.user_attrs["variant"]: trial for trial in loaded.trials}
+    assert set(by_variant) == variants and len(loaded.trials) == len(variants)
+    rows = read_ledger(experiment)
+    for variant, trial in by_variant.items():
+        own = [row for row in rows if row.variant == variant and row.seed == 0]
+        assert trial.state.name == {"finished": "COMPLETE", "pruned": "PRUNED"}[own[0].status]
+        assert trial.params == own[0].factors
+        epochs = range(1, own[0].epochs_run + 1)
+        fold_means = [np.mean([row.history[epoch - 1].test.unweighted_accuracy for row in own])
+                      for epoch in epochs]
+        assert trial.intermediate_values == pytest.approx(dict(zip(epochs, fold_means)))
+        assert trial.user_attrs["units_finished"] == len(own)
+        assert trial.user_attrs["selection_rule"] == "last"
+        assert set(trial.user_attrs["fold_scores"]) == {str(row.fold) for row in own}
+        assert trial.user_attrs["optimistic"].startswith("OPTIMISTIC")
 
 
 def test_a_search_prunes_with_asha_and_keeps_the_optuna_study(ray_session, study_cache,
@@ -102,6 +126,10 @@ def test_a_search_prunes_with_asha_and_keeps_the_optuna_study(ray_session, study
         fold_means = [np.mean([row.history[epoch - 1].test.unweighted_accuracy for row in own])
                       for epoch in epochs]
         assert trial.intermediate_values == pytest.approx(dict(zip(epochs, fold_means)))
+        assert trial.user_attrs["variant"] == own[0].variant
+        assert trial.user_attrs["epochs_run"] == own[0].epochs_run
+        assert trial.user_attrs["fold_scores"] == pytest.approx(
+            {str(row.fold): row.history[-1].test.unweighted_accuracy for row in own})
 
 
 def test_a_repeated_configuration_replays_without_a_second_ledger_row(ray_session, study_cache,

@@ -132,6 +132,7 @@ def test_trials_a_killed_driver_left_running_are_failed_when_the_storage_opens(
 
 
 def test_the_tune_searcher_hands_each_trial_its_resolved_plan(tmp_path: Path) -> None:
+    from ser_ray.study.optuna_trials import OPTUNA_TRIAL_KEY
     from ser_ray.study.tune_run import ResolvingSearch, optuna_search
     from ser_ray.study.units import PLAN_KEY, trial_plan
 
@@ -139,8 +140,10 @@ def test_the_tune_searcher_hands_each_trial_its_resolved_plan(tmp_path: Path) ->
     searcher = optuna_search(study, tmp_path / "optuna.db", SearchPlans(study, DATA, (0, 1)))
     config = searcher.suggest("first")
     plan = trial_plan(config)
-    sampled = {key: value for key, value in config.items() if key != PLAN_KEY}
+    sampled = {key: value for key, value in config.items()
+               if key not in (PLAN_KEY, OPTUNA_TRIAL_KEY)}
     assert plan.changes == sampled_changes(sampled)
+    assert config[OPTUNA_TRIAL_KEY] == 0  # the Optuna trial the driver annotates
     assert plan.configuration == resolve(study, plan.changes)
     report_epochs(searcher, "first", [0.4, 0.5])
     searcher.save(str(tmp_path / "searcher.pkl"))  # Tune pickles its searcher

@@ -202,6 +202,12 @@ def _report(args: argparse.Namespace) -> None:
     print(f"report: {write_report(args.experiment_dir)}")
 
 
+def _monitor(args: argparse.Namespace) -> None:
+    from ser_ray.monitor import run_monitor
+
+    run_monitor(args.experiment_dir, args.port)
+
+
 def settings_under(settings: dict[str, object], prefix: str) -> dict[str, object]:
     """The settings whose keys start with `prefix`, nested by their remaining dots
     (`train.loss.gamma=1` → {"loss": {"gamma": 1}})."""
@@ -413,6 +419,13 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="rebuild a study's report from its ledger")
     report.add_argument("experiment_dir", type=Path)
     report.set_defaults(handler=_report)
+
+    monitor = commands.add_parser(
+        "monitor", help="optuna-dashboard and TensorBoard on a study (127.0.0.1), until Ctrl-C")
+    monitor.add_argument("experiment_dir", type=Path)
+    monitor.add_argument("--port", type=int, default=8080,
+                         help="optuna-dashboard's port; TensorBoard gets the next (default 8080)")
+    monitor.set_defaults(handler=_monitor)
 
     demo = commands.add_parser("demo", help="every stage on the offline corpus, to a report")
     demo.add_argument("--out", type=Path, default=Path("runs/demo"))

@@ -71,7 +71,8 @@ def run_demo(out_dir: Path, quick: bool = False, cache_root: Path | None = None)
     best_models: dict[str, Path | None] = {}
     for name in STUDIES:
         path, study = demo_study(name, quick)
-        _say(f"study {study.name} ({path.name}) → {out_dir / name}")
+        _say(f"study {study.name} ({path.name}) → {out_dir / name}; watch it live in "
+             f"another terminal: ser-ray monitor {_shown(out_dir / name)}")
         result = run_study(path, out_dir / name, cache_root, study=study,
                            on_progress=write_progress, on_finish=write_report)
         reports[name], best_models[name] = result.report, result.best_model
@@ -166,8 +167,9 @@ def closing_words(out_dir: Path, index: Path, predictor: Path | None, recording:
                   seconds: float) -> str:
     lines = [f"demo finished in {seconds / 60:.1f} min",
              f"report:         {index}",
-             f"TensorBoard:    tensorboard --logdir {out_dir / 'ablation' / 'tune'}",
-             f"optuna:         optuna-dashboard sqlite:///{out_dir / 'search' / 'optuna.db'}",
+             *(f"watch {name + ':':<9} ser-ray monitor {_shown(out_dir / name)}  "
+               f"(optuna-dashboard and TensorBoard on 127.0.0.1; Ctrl-C stops them)"
+               for name in STUDIES),
              "Ray dashboard:  http://127.0.0.1:8265 while a cluster runs (ray start --head "
              "keeps one up; cluster/submit.sh sends studies to it)"]
     if predictor is not None:

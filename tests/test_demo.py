@@ -19,7 +19,7 @@ def test_quick_demo_produces_reports_with_tables_plots_and_a_model(ray_session, 
     out = tmp_path / "demo"
     assert main(["demo", "--quick", "--out", str(out), "--cache", str(tmp_path / "cache")]) == 0
     printed = capsys.readouterr().out
-    for where in ("report:", "TensorBoard:", "optuna-dashboard sqlite:///", "Ray dashboard:",
+    for where in ("report:", "ser-ray monitor ", "Ray dashboard:",
                   "ser-ray predict --checkpoint"):
         assert where in printed
 

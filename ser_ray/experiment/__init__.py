@@ -16,6 +16,7 @@ from ser_ray.experiment.configuration import (
     encode_choice,
 )
 from ser_ray.experiment.folder import (
+    OPTUNA_FILE,
     STUDY_FILE,
     Experiment,
     load_experiment,
@@ -66,6 +67,7 @@ __all__ = [
     "REPLAYS_FILE",
     "SCHEMA_VERSION",
     "SELECTION_RULES",
+    "OPTUNA_FILE",
     "STUDY_FILE",
     "Configuration",
     "DataIdentity",

@@ -20,6 +20,8 @@ from ser_ray.experiment.training import OPTIMISTIC_RULE
 from ser_ray.schema import validate
 
 STUDY_FILE = "study.json"
+# The study's Optuna storage: every study's trials, for optuna-dashboard (`ser-ray monitor`).
+OPTUNA_FILE = "optuna.db"
 
 
 @dataclass(frozen=True)

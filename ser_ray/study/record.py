@@ -14,7 +14,7 @@ from pathlib import Path
 from optuna.distributions import distribution_to_json
 
 from ser_ray import models
-from ser_ray.experiment import config_hash, paper_training
+from ser_ray.experiment import OPTUNA_FILE, config_hash, paper_training
 from ser_ray.experiment.study_record import (
     Hardware,
     Reproduces,
@@ -27,7 +27,6 @@ from ser_ray.study.design import Variant, selection_rule
 from ser_ray.study.prepare import PreparedStudy
 from ser_ray.study.schema import StudyConfig
 
-OPTUNA_FILE = "optuna.db"
 PACKAGES = ("ser-ray", "ray", "torch", "optuna", "numpy", "pandas", "pyarrow", "librosa",
             "soundfile", "soxr", "scipy")
 

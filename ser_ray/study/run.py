@@ -24,6 +24,7 @@ import yaml
 
 from ser_ray.errors import UserError
 from ser_ray.experiment import (
+    OPTUNA_FILE,
     STUDY_FILE,
     read_ledger,
     read_replays,
@@ -36,7 +37,7 @@ from ser_ray.study.design import Variant, check_study
 from ser_ray.study.ledger_writer import FolderHook, LedgerWriter
 from ser_ray.study.optuna_trials import OptunaTrials
 from ser_ray.study.prepare import prepare_study
-from ser_ray.study.record import OPTUNA_FILE, study_record
+from ser_ray.study.record import study_record
 from ser_ray.study.schema import StudyConfig, load_study
 from ser_ray.study.storage import filesystem, trial_storage
 from ser_ray.study.trial import TrialContext

@@ -48,6 +48,8 @@ demo-report: setup
 	        runs/demo-report/$$study/figures runs/demo-report/$$study/study.json \
 	        runs/demo-report/$$study/ledger.jsonl $(SHOWCASE)/$$study/; \
 	done
+	$(BIN)/ser-ray monitor runs/demo-report/search --port 18100 \
+	  --screenshot $(SHOWCASE)/monitor.png
 
 bench: setup
 	$(BIN)/ser-ray bench scan

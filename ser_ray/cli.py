@@ -205,7 +205,7 @@ def _report(args: argparse.Namespace) -> None:
 def _monitor(args: argparse.Namespace) -> None:
     from ser_ray.monitor import run_monitor
 
-    run_monitor(args.experiment_dir, args.port)
+    run_monitor(args.experiment_dir, args.port, args.screenshot)
 
 
 def settings_under(settings: dict[str, object], prefix: str) -> dict[str, object]:
@@ -425,6 +425,9 @@ def build_parser() -> argparse.ArgumentParser:
     monitor.add_argument("experiment_dir", type=Path)
     monitor.add_argument("--port", type=int, default=8080,
                          help="optuna-dashboard's port; TensorBoard gets the next (default 8080)")
+    monitor.add_argument("--screenshot", type=Path, default=None, metavar="PNG",
+                         help="save headless Chromium's picture of the study's trial list "
+                              "there, then stop (needs Debian's chromium)")
     monitor.set_defaults(handler=_monitor)
 
     demo = commands.add_parser("demo", help="every stage on the offline corpus, to a report")

@@ -21,6 +21,7 @@ import numpy as np
 import soundfile
 
 from ser_ray.errors import UserError
+from ser_ray.monitor import DEFAULT_PORT
 from ser_ray.study.schema import StudyConfig, load_study
 
 if TYPE_CHECKING:
@@ -72,7 +73,7 @@ def run_demo(out_dir: Path, quick: bool = False, cache_root: Path | None = None)
     for name in STUDIES:
         path, study = demo_study(name, quick)
         _say(f"study {study.name} ({path.name}) → {out_dir / name}; watch it live in "
-             f"another terminal: ser-ray monitor {_shown(out_dir / name)}")
+             f"another terminal: {monitor_command(out_dir, name)}")
         result = run_study(path, out_dir / name, cache_root, study=study,
                            on_progress=write_progress, on_finish=write_report)
         reports[name], best_models[name] = result.report, result.best_model
@@ -167,7 +168,7 @@ def closing_words(out_dir: Path, index: Path, predictor: Path | None, recording:
                   seconds: float) -> str:
     lines = [f"demo finished in {seconds / 60:.1f} min",
              f"report:         {index}",
-             *(f"watch {name + ':':<9} ser-ray monitor {_shown(out_dir / name)}  "
+             *(f"watch {name + ':':<9} {monitor_command(out_dir, name)}  "
                f"(optuna-dashboard and TensorBoard on 127.0.0.1; Ctrl-C stops them)"
                for name in STUDIES),
              "Ray dashboard:  http://127.0.0.1:8265 while a cluster runs (ray start --head "
@@ -175,6 +176,13 @@ def closing_words(out_dir: Path, index: Path, predictor: Path | None, recording:
     if predictor is not None:
         lines.append(f"predict:        ser-ray predict --checkpoint {predictor} {recording}")
     return "\n".join(lines)
+
+
+def monitor_command(out_dir: Path, name: str) -> str:
+    """The command that watches one demo study, on ports of its own (P and P+1 each), so
+    both studies can be watched at once."""
+    port = DEFAULT_PORT + 2 * list(STUDIES).index(name)
+    return f"ser-ray monitor {_shown(out_dir / name)} --port {port}"
 
 
 def _shown(path: Path) -> str:

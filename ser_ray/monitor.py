@@ -11,10 +11,15 @@ for with a plain HTTP GET.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import http.client
 import json
 import os
+import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -35,6 +40,10 @@ SQLITE_PREFIX = "sqlite:///"
 # TensorBoard takes several seconds to start on a busy 2-core machine.
 START_TIMEOUT_S = 120.0
 STOP_GRACE_S = 10.0
+# Milliseconds of virtual time headless Chromium gives the dashboard's scripts to render.
+RENDER_BUDGET_MS = 5000
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 # Local servers only: a proxy from the environment must not answer for them.
 _LOCAL = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -63,9 +72,11 @@ class Running:
     log: Path
 
 
-def run_monitor(experiment_dir: Path, port: int = DEFAULT_PORT) -> None:
+def run_monitor(experiment_dir: Path, port: int = DEFAULT_PORT,
+                screenshot: Path | None = None) -> None:
     """Start optuna-dashboard on `port` and TensorBoard on `port` + 1 for the study in
-    `experiment_dir`, print their URLs, and stop both on Ctrl-C or SIGTERM."""
+    `experiment_dir`, print their URLs, and stop both on Ctrl-C or SIGTERM; with
+    `screenshot`, save headless Chromium's picture of the study's trial list there and stop."""
     experiment_dir = Path(experiment_dir).expanduser().resolve()
     study = _read_study(experiment_dir)
     planned = viewers(experiment_dir, study, port)
@@ -74,7 +85,9 @@ def run_monitor(experiment_dir: Path, port: int = DEFAULT_PORT) -> None:
     log_dir = experiment_dir / LOG_DIR
     log_dir.mkdir(exist_ok=True)
     running: list[Running] = []
-    previous_sigterm = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    # A closed terminal or a dropped ssh session (SIGHUP) stops the viewers like Ctrl-C.
+    previous = {number: signal.signal(number, signal.default_int_handler)
+                for number in STOP_SIGNALS}
     try:
         for viewer in planned:
             running.append(_start(viewer, log_dir))
@@ -82,12 +95,17 @@ def run_monitor(experiment_dir: Path, port: int = DEFAULT_PORT) -> None:
         for started in running:
             _wait_until_answering(started, deadline)
         _say(_urls(study, planned, log_dir))
+        if screenshot is not None:
+            _screenshot(_study_page(planned[0].url, _study_name(study)) + "/trials",
+                        screenshot, log_dir)
+            return
         _watch(running)
     except KeyboardInterrupt:
         _say("stopping optuna-dashboard and TensorBoard")
     finally:
         _stop(running)
-        signal.signal(signal.SIGTERM, previous_sigterm)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def _say(text: str) -> None:
@@ -121,11 +139,25 @@ def optuna_storage(experiment_dir: Path, study: StudyRecord) -> str:
     database = Path(recorded.removeprefix(SQLITE_PREFIX)) if recorded else own
     if not database.is_file():
         database = own
-    if not database.is_file():
-        raise UserError(f"{experiment_dir} has no Optuna study yet (no {OPTUNA_FILE}): the "
-                        f"study has not started, or was written by an older ser-ray: run it "
-                        f"(ser-ray search STUDY.yaml --out {experiment_dir}) first")
+    if not _holds_a_study(database):
+        raise UserError(f"{experiment_dir} has no Optuna study yet (no study in "
+                        f"{OPTUNA_FILE}): the study is still preparing its data (run this "
+                        f"again in a minute), or it never ran (ser-ray search STUDY.yaml --out "
+                        f"{experiment_dir})")
     return f"{SQLITE_PREFIX}{database}"
+
+
+def _holds_a_study(database: Path) -> bool:
+    """Whether the SQLite file holds a study already, read without writing: the driver
+    creates the tables, and a dashboard started before it would race it doing the same."""
+    if not database.is_file():
+        return False
+    try:
+        with contextlib.closing(sqlite3.connect(f"{database.as_uri()}?mode=ro",
+                                                uri=True)) as connection:
+            return connection.execute("SELECT COUNT(*) FROM studies").fetchone()[0] > 0
+    except sqlite3.Error:
+        return False
 
 
 def tune_logs(experiment_dir: Path, study: StudyRecord) -> str:
@@ -143,8 +175,10 @@ def tune_logs(experiment_dir: Path, study: StudyRecord) -> str:
 
 def _read_study(experiment_dir: Path) -> StudyRecord:
     if not (experiment_dir / STUDY_FILE).is_file():
-        raise UserError(f"{experiment_dir} is not an experiment folder (no {STUDY_FILE}): give "
-                        f"the --out folder of a study (ser-ray search STUDY.yaml --out DIR)")
+        raise UserError(f"{experiment_dir} is not an experiment folder yet (no {STUDY_FILE}, "
+                        f"which a study writes once its data is prepared): give the --out "
+                        f"folder of a study (ser-ray search STUDY.yaml --out DIR), or run this "
+                        f"again when its data is ready")
     return read_study_record(experiment_dir)
 
 
@@ -178,8 +212,16 @@ def _start(viewer: Viewer, log_dir: Path) -> Running:
     log = log_dir / viewer.log_name
     with log.open("w") as output:
         process = subprocess.Popen(viewer.command, stdin=subprocess.DEVNULL, stdout=output,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
+                                   stderr=subprocess.STDOUT, start_new_session=True,
+                                   preexec_fn=_end_with_parent)
     return Running(viewer, process, log)
+
+
+def _end_with_parent() -> None:
+    """In the child, before the viewer starts: Linux sends it SIGTERM when the monitor dies
+    without stopping it (SIGKILL), so no server is left holding the ports."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _wait_until_answering(started: Running, deadline: float) -> None:
@@ -200,19 +242,40 @@ def answers(url: str, timeout_s: float = 2.0) -> bool:
     try:
         with _LOCAL.open(url, timeout=timeout_s) as response:
             return response.status == 200
-    except OSError:
+    except (OSError, http.client.HTTPException):  # nothing there, or not an HTTP server
         return False
 
 
 def _urls(study: StudyRecord, planned: list[Viewer], log_dir: Path) -> str:
     dashboard, tensorboard = planned
-    study_name = study.search.optuna_study if study.search is not None else study.name
-    lines = [f"optuna-dashboard: {_study_page(dashboard.url, study_name)}",
+    lines = [f"optuna-dashboard: {_study_page(dashboard.url, _study_name(study))}",
              f"TensorBoard:      {tensorboard.url}"]
     if answers(RAY_DASHBOARD):
         lines.append(f"Ray dashboard:    {RAY_DASHBOARD}")
     lines.append(f"logs in {log_dir}; Ctrl-C stops both")
     return "\n".join(lines)
+
+
+def _study_name(study: StudyRecord) -> str:
+    return study.search.optuna_study if study.search is not None else study.name
+
+
+def _screenshot(url: str, path: Path, log_dir: Path) -> None:
+    """Headless Chromium's picture of `url` once the dashboard's scripts have rendered it."""
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        raise UserError("--screenshot needs headless Chromium: apt-get install chromium")
+    path = path.expanduser().resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    completed = subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu",
+         f"--user-data-dir={log_dir / 'chromium-profile'}", "--window-size=1400,900",
+         f"--virtual-time-budget={RENDER_BUDGET_MS}", f"--screenshot={path}", url],
+        capture_output=True, text=True, timeout=120)
+    if completed.returncode != 0 or not path.is_file():
+        raise UserError(f"Chromium could not take the screenshot of {url}: "
+                        f"{completed.stderr.strip()[-500:]}")
+    _say(f"screenshot of {url}: {path}")
 
 
 def _study_page(base: str, study_name: str) -> str:
@@ -244,7 +307,7 @@ def _stop(running: list[Running]) -> None:
     """SIGTERM to each viewer's process group, then SIGKILL to whatever of a group is left
     once its leader has exited or the grace period is over (the viewers only read, so
     nothing is lost). A second Ctrl-C meanwhile must not leave a group behind."""
-    previous_sigint = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    previous = {number: signal.signal(number, signal.SIG_IGN) for number in STOP_SIGNALS}
     try:
         for started in running:
             _signal_group(started.process, signal.SIGTERM)
@@ -257,7 +320,8 @@ def _stop(running: list[Running]) -> None:
             _signal_group(started.process, signal.SIGKILL)
             started.process.wait()
     finally:
-        signal.signal(signal.SIGINT, previous_sigint)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def _signal_group(process: subprocess.Popen, signal_number: int) -> None:

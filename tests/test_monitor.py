@@ -136,7 +136,7 @@ def lists_trial(text: str, number: int, state: str) -> bool:
 def test_a_folder_without_a_study_is_refused_with_what_to_do(tmp_path: Path, capsys) -> None:
     assert main(["monitor", str(tmp_path)]) == 2
     error = capsys.readouterr().err
-    assert "not an experiment folder (no study.json)" in error
+    assert "not an experiment folder yet (no study.json" in error
     assert "ser-ray search STUDY.yaml --out DIR" in error
 
 
@@ -146,9 +146,14 @@ def test_a_study_without_an_optuna_study_is_refused_with_what_to_do(tmp_path: Pa
         "ablation", "one-factor", ["baseline"], folds=[0], seeds=[0]), [])
     assert main(["monitor", str(directory)]) == 2
     error = capsys.readouterr().err
-    assert "has no Optuna study yet (no optuna.db)" in error
-    assert f"ser-ray search STUDY.yaml --out {directory.resolve()}) first" in error
+    assert "has no Optuna study yet (no study in optuna.db)" in error
+    assert f"ser-ray search STUDY.yaml --out {directory.resolve()})" in error
     assert not (directory / "monitor").exists()
+    # The file alone is not enough: the driver may not have created its tables yet, and a
+    # dashboard started now would race it doing the same.
+    (directory / "optuna.db").touch()
+    assert main(["monitor", str(directory)]) == 2
+    assert "has no Optuna study yet" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(("offset", "viewer"), [(0, "optuna-dashboard"), (1, "TensorBoard")])
@@ -210,6 +215,22 @@ def test_monitor_serves_both_viewers_and_stops_them_on_ctrl_c(tmp_path: Path) ->
     logs = directory / "monitor"
     assert "Listening on" in (logs / "optuna-dashboard.log").read_text()
     assert (logs / "tensorboard.log").is_file()
+
+
+@pytest.mark.parametrize("ending", [signal.SIGHUP, signal.SIGKILL])
+def test_viewers_end_with_the_monitor_however_it_ends(tmp_path: Path, ending: int) -> None:
+    """A closed terminal or dropped ssh session (SIGHUP) stops the viewers as Ctrl-C does;
+    a monitor killed outright (SIGKILL) takes its viewers with it (their parent-death
+    signal): neither leaves a server holding the ports."""
+    directory = optuna_experiment(tmp_path / "study")
+    with running_monitor(directory, free_port_pair(), tmp_path / "monitor.out") as (process, _):
+        monitor = psutil.Process(process.pid)
+        viewers = monitor.children()
+        assert len(viewers) == 2
+        process.send_signal(ending)
+        process.wait(timeout=60)
+        gone, left = psutil.wait_procs(viewers, timeout=30)
+    assert not [viewer for viewer in left if alive(viewer)]
 
 
 def tensorboard_runs(port: int) -> list[str]:
@@ -310,3 +331,19 @@ def test_the_dashboard_renders_a_running_search_and_its_finished_trials(tmp_path
                 process.kill()
             search.kill()
             search.wait()
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_a_screenshot_of_the_trial_list_is_taken_and_the_viewers_stopped(tmp_path: Path,
+                                                                         capsys) -> None:
+    """`--screenshot PNG` (how the README's picture is made): the viewers start, Chromium
+    pictures the study's rendered trial list, and the viewers stop again."""
+    directory = optuna_experiment(tmp_path / "study")
+    picture = tmp_path / "shots" / "monitor.png"
+    assert main(["monitor", str(directory), "--port", str(free_port_pair()),
+                 "--screenshot", str(picture)]) == 0
+    assert picture.read_bytes().startswith(b"\x89PNG")
+    assert "/dashboard/studies/1/trials" in capsys.readouterr().out
+    assert not [child for child in psutil.Process().children(recursive=True)
+                if "optuna-dashboard" in " ".join(child.cmdline())]

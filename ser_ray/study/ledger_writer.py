@@ -184,6 +184,10 @@ class LedgerWriter:
                     for record in history),
                 "wall_time_s": sum(record["seconds"] for record in history)}
 
+    def run_over(self) -> None:
+        """The study's Tune run is over: Optuna trials still running are ended."""
+        self._to_optuna("close")
+
     def _variant(self, trial_id: str, plan: TrialPlan) -> str:
         return plan.variant or self.names.get(trial_id, trial_id)
 

@@ -60,6 +60,12 @@ class OptunaTrials:
                             for plan in ablation_plans}
         self.open: dict[str, optuna.Trial] = {}
         self.of_trial: dict[str, optuna.Trial] = {}
+        # A resumed or extended ablation opens a new trial for a variant it trains again:
+        # Optuna cannot reopen a finished trial, so the new one names those it supersedes.
+        self.earlier: dict[str, list[int]] = {}
+        for trial in self.study.get_trials(deepcopy=False):
+            if "variant" in trial.user_attrs:
+                self.earlier.setdefault(trial.user_attrs["variant"], []).append(trial.number)
 
     def started(self, trial_id: str, plan: TrialPlan, optuna_number: int | None) -> None:
         """A Tune trial started: find a search trial's Optuna trial, or open the variant's."""
@@ -70,10 +76,13 @@ class OptunaTrials:
             return
         if plan.config_hash not in self.open:
             self.study.enqueue_trial(plan.factors)
-            self.open[plan.config_hash] = self.study.ask({
+            trial = self.study.ask({
                 factor: optuna.distributions.CategoricalDistribution(
                     self.factors.get(factor, [level]))
                 for factor, level in plan.factors.items()})
+            if plan.variant in self.earlier:
+                trial.set_user_attr("supersedes", self.earlier[plan.variant])
+            self.open[plan.config_hash] = trial
         self.of_trial[trial_id] = self.open[plan.config_hash]
 
     def reported(self, trial_id: str, variant: str, plan: TrialPlan,
@@ -115,13 +124,28 @@ class OptunaTrials:
         if plan.configuration is not None:
             for key, value in self._about(plan).items():
                 trial.set_user_attr(key, value)
+        trial.set_user_attr("units_failed", sum(row.status == "failed" for row in rows))
         ranked = next((entry for entry in ranking(experiment) if entry.variant == variant),
                       None)
+        # A ranked variant is COMPLETE with its ranking score even when a unit failed (the
+        # report ranks it too); an unranked one ends as its units did.
+        if ranked is not None:
+            self.study.tell(trial, ranked.mean)
+            return
         state = STATES[trial_status(experiment, variant)]
-        if state == optuna.trial.TrialState.COMPLETE and ranked is None:
-            state = optuna.trial.TrialState.FAIL  # finished, but no finite score to rank
-        self.study.tell(trial, ranked.mean if state == optuna.trial.TrialState.COMPLETE
-                        else None, state=state)
+        self.study.tell(trial, state=optuna.trial.TrialState.FAIL
+                        if state == optuna.trial.TrialState.COMPLETE else state)
+
+    def close(self) -> None:
+        """The trials still RUNNING once the study's Tune run is over will never end (cut by
+        budget.wall_time_s, which ends trials without telling anyone): FAIL, as a resume
+        would mark them."""
+        for trial in self.study.get_trials(deepcopy=False,
+                                           states=(optuna.trial.TrialState.RUNNING,)):
+            self.storage.set_trial_state_values(self._trial_id(trial.number),
+                                                optuna.trial.TrialState.FAIL)
+        self.open.clear()
+        self.of_trial.clear()
 
     def _fold_scores(self, histories: dict[int, list[Record]], rule: str) -> dict[str, float]:
         split, name = objective_split(self.objective.metric)

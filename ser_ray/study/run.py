@@ -42,7 +42,12 @@ from ser_ray.study.schema import StudyConfig, load_study
 from ser_ray.study.storage import filesystem, trial_storage
 from ser_ray.study.trial import TrialContext
 from ser_ray.study.tune_run import ablation_space, fit, optuna_search, wall_time_left
-from ser_ray.study.units import SearchPlans, missing_ablation_plans, remaining_trials
+from ser_ray.study.units import (
+    SearchPlans,
+    TrialPlan,
+    missing_ablation_plans,
+    remaining_trials,
+)
 
 STUDY_YAML = "study.yaml"
 LOCK_FILE = ".driver.lock"
@@ -117,9 +122,7 @@ def _run(study: StudyConfig, experiment_dir: Path, variants: list[Variant],
     recorded = recorded_units(read_ledger(experiment_dir))
     plans = missing_ablation_plans(record.variants, record.seeds, record.folds, recorded) \
         if study.ablation is not None else []
-    optuna_trials = OptunaTrials(experiment_dir, experiment_dir / OPTUNA_FILE, study.name,
-                                 study.objective, study.budget.epochs, plans,
-                                 dict(record.factors))
+    optuna_trials = _optuna_trials(study, experiment_dir, plans, dict(record.factors))
     ledger = LedgerWriter(experiment_dir, study.name, study.objective.metric,
                           study.budget.epochs, record.planned_units, storage, on_progress,
                           optuna_trials)
@@ -139,10 +142,23 @@ def _run(study: StudyConfig, experiment_dir: Path, variants: list[Variant],
                  search_alg=optuna_search(study, experiment_dir / OPTUNA_FILE,
                                           SearchPlans(study, prepared.data,
                                                       prepared.fold_indices)))
+    ledger.run_over()
     ledger.refresh_progress()
     report = on_finish(experiment_dir) if on_finish is not None else None
     return StudyResult(experiment_dir, ledger.planned, ledger.recorded, ledger.written,
                        report, _best_model(experiment_dir))
+
+
+def _optuna_trials(study: StudyConfig, experiment_dir: Path, plans: list[TrialPlan],
+                   factors: dict[str, list[str]]) -> OptunaTrials | None:
+    """The study's Optuna trials for the dashboard, or None when its SQLite file cannot be
+    opened (e.g. a shared mount without file locking): the study runs without them."""
+    try:
+        return OptunaTrials(experiment_dir, experiment_dir / OPTUNA_FILE, study.name,
+                            study.objective, study.budget.epochs, plans, factors)
+    except Exception as error:  # noqa: BLE001  (a dashboard never stops a study)
+        print(f"no Optuna study for the dashboard: {error!r}", flush=True)
+        return None
 
 
 def _fit(study: StudyConfig, experiment_dir: Path, context: TrialContext,

@@ -96,8 +96,10 @@ def test_search_trials_are_named_in_turn_and_a_replay_adds_no_row(writer: Ledger
 
 def test_an_ablation_variant_is_one_optuna_trial_over_its_seeds(tmp_path: Path) -> None:
     """The variant's Optuna trial opens with its first Tune trial, takes the lowest seed's
-    fold-mean objective after each epoch, and ends with its last seed in the state and with
-    the score the study's ranking gives it; a variant with a failed unit is FAIL."""
+    fold-mean objective after each epoch, and ends with its last seed with the score the
+    study's ranking gives it (a failed unit counted, not hiding the finished ones); a variant
+    trained again later gets a new trial that names the one it supersedes; a trial the run
+    leaves open is FAIL when the run is over."""
     import optuna
 
     from ser_ray.experiment import write_study_record
@@ -130,10 +132,21 @@ def test_an_ablation_variant_is_one_optuna_trial_over_its_seeds(tmp_path: Path) 
         writer.ended(f"{variant}{seed}", own, error=error, checkpoint=None)
     stored = optuna.load_study(study_name="ablation", storage=f"sqlite:///{tmp_path}/optuna.db")
     a, b = stored.trials
-    assert (a.state.name, b.state.name) == ("COMPLETE", "FAIL")
+    assert (a.state.name, b.state.name) == ("COMPLETE", "COMPLETE")
     assert (a.params, b.params) == ({"eca": "off"}, {"eca": "on"})
     assert a.value == pytest.approx(0.8)  # mean over both seeds' finished units
+    assert b.value == pytest.approx(0.5)  # seed 0's units; seed 1's failed
     assert a.intermediate_values == pytest.approx({1: 0.5, 2: 0.6, 3: 0.7})  # seed 0's
     assert a.user_attrs["fold_scores"] == pytest.approx({"0": 0.8, "1": 0.8})
     assert a.user_attrs["units_finished"] == 4 and b.user_attrs["units_finished"] == 2
+    assert (a.user_attrs["units_failed"], b.user_attrs["units_failed"]) == (0, 2)
     assert a.user_attrs["optimistic"].startswith("OPTIMISTIC")
+
+    retry = next(p for p in plans if p.variant == "b" and p.seed == 1)
+    again = OptunaTrials(tmp_path, tmp_path / "optuna.db", "ablation", Objective(), EPOCHS,
+                         [retry], {"eca": ["off", "on"]})
+    again.started("b1-again", retry, None)
+    again.close()
+    stored = optuna.load_study(study_name="ablation", storage=f"sqlite:///{tmp_path}/optuna.db")
+    assert stored.trials[-1].user_attrs["supersedes"] == [b.number]
+    assert stored.trials[-1].state.name == "FAIL"

@@ -1,7 +1,8 @@
 """Every real file name of nine public corpora parses with the right label and speaker count.
 
-The trees are built from `shared/data/corpus_file_lists.csv.gz` (EmoBox's published file lists)
-with one tiny WAV hard-linked under every real name; no corpus audio is involved.
+The trees are built from `tests/corpus/data/corpus_file_lists.csv.gz` (EmoBox's published file
+lists, columns corpus, relpath, source_label, sample_rate, channels, duration_s) with one tiny
+WAV hard-linked under every real name; no corpus audio is involved.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import soundfile
 
 from ser_ray.corpus import Selection, apply_selection, scan_corpus, summarize
 
-FILE_LISTS = Path(__file__).resolve().parents[3] / "shared" / "data" / "corpus_file_lists.csv.gz"
+FILE_LISTS = Path(__file__).resolve().parent / "data" / "corpus_file_lists.csv.gz"
 
 # The lists' own spellings, mapped by hand to canonical labels: independent of the readers.
 SOURCE_TO_CANONICAL = {
@@ -45,10 +46,6 @@ IEMOCAP_CODE = {"neutral": "neu", "angry": "ang", "sad": "sad", "happy": "hap", 
 
 @pytest.fixture(scope="module")
 def file_lists() -> pd.DataFrame:
-    if not FILE_LISTS.is_file():
-        # The lists are a project resource beside the repository, not part of a clone.
-        pytest.skip(f"the corpora's real file lists are not here ({FILE_LISTS} is absent): "
-                    f"put shared/data beside the repository to run these tests")
     return pd.read_csv(FILE_LISTS)
 
 

@@ -267,15 +267,22 @@ def _screenshot(url: str, path: Path, log_dir: Path) -> None:
         raise UserError("--screenshot needs headless Chromium: apt-get install chromium")
     path = path.expanduser().resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
-    completed = subprocess.run(
-        [chromium, "--headless", "--no-sandbox", "--disable-gpu",
-         f"--user-data-dir={log_dir / 'chromium-profile'}", "--window-size=1400,900",
-         f"--virtual-time-budget={RENDER_BUDGET_MS}", f"--screenshot={path}", url],
-        capture_output=True, text=True, timeout=120)
+    completed = subprocess.run(chromium_command(chromium, url, path, log_dir),
+                               capture_output=True, text=True, timeout=120)
     if completed.returncode != 0 or not path.is_file():
         raise UserError(f"Chromium could not take the screenshot of {url}: "
                         f"{completed.stderr.strip()[-500:]}")
     _say(f"screenshot of {url}: {path}")
+
+
+def chromium_command(chromium: str, url: str, screenshot: Path, profile_dir: Path,
+                     dump_dom: bool = False) -> list[str]:
+    """Headless Chromium picturing `url` (and printing its DOM) once the page's scripts have
+    had RENDER_BUDGET_MS of virtual time: the dashboard is a JavaScript app."""
+    return [chromium, "--headless", "--no-sandbox", "--disable-gpu",
+            f"--user-data-dir={profile_dir / 'chromium-profile'}", "--window-size=1400,900",
+            f"--virtual-time-budget={RENDER_BUDGET_MS}", f"--screenshot={screenshot}",
+            *(["--dump-dom"] if dump_dom else []), url]
 
 
 def _study_page(base: str, study_name: str) -> str:

@@ -42,11 +42,7 @@ def plot_learning_curves(epochs: np.ndarray, series: dict[str, tuple[np.ndarray,
     for name, (mean, sd) in series.items():
         axes.plot(epochs, mean, marker="o", markersize=3, label=name)
         axes.fill_between(epochs, mean - sd, mean + sd, alpha=0.2)
-    axes.set_xlabel("epoch")
-    axes.set_ylabel(ylabel)
-    axes.set_title(textwrap.fill(title, 60), fontsize=10)
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize=8)
+    _label(axes, "epoch", ylabel, title)
     return _save(figure, path)
 
 
@@ -83,11 +79,7 @@ def plot_optimisation_history(trial_numbers: np.ndarray, values: np.ndarray,
                      color="grey", label="pruned / failed trial")
     axes.step(trial_numbers, best_so_far, where="post", color="C3", label="best so far")
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes.set_xlabel("trial")
-    axes.set_ylabel(ylabel)
-    axes.set_title(textwrap.fill(title, 60), fontsize=10)
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize=8)
+    _label(axes, "trial", ylabel, title)
     return _save(figure, path)
 
 
@@ -130,6 +122,15 @@ def plot_deltas(names: Sequence[str], deltas: np.ndarray, ci_low: np.ndarray,
     axes.set_title(textwrap.fill(title, 60), fontsize=10)
     axes.grid(alpha=0.3, axis="x")
     return _save(figure, path)
+
+
+def _label(axes: plt.Axes, xlabel: str, ylabel: str, title: str) -> None:
+    """Axis labels, a wrapped title, a light grid and the legend of a line or dot plot."""
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel(ylabel)
+    axes.set_title(textwrap.fill(title, 60), fontsize=10)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8)
 
 
 def _save(figure: plt.Figure, path: Path) -> Path:

@@ -24,7 +24,7 @@ import pytest
 
 from ser_ray.cli import main
 from ser_ray.experiment import read_study_record
-from ser_ray.monitor import optuna_storage, tune_logs
+from ser_ray.monitor import chromium_command, optuna_storage, tune_logs
 from tests.experiment.builders import study_record, write_experiment
 from tests.study.builders import write_study
 
@@ -33,8 +33,6 @@ CHROMIUM = shutil.which("chromium")
 needs_chromium = pytest.mark.skipif(
     CHROMIUM is None, reason="headless Chromium is not installed: apt-get install chromium "
     "(.ci/run installs it where it can)")
-# Virtual time lets the dashboard's scripts fetch the study and render before the DOM is read.
-RENDER_BUDGET_MS = 5000
 # How optuna-dashboard labels trial states in its trial list.
 STATE_LABELS = {"COMPLETE": "Complete", "PRUNED": "Pruned", "RUNNING": "Running"}
 # No proxy from the environment stands between a test and the local servers.
@@ -118,10 +116,8 @@ def rendered_text(url: str, screenshot: Path) -> str:
     """The page's visible text once headless Chromium has run its scripts; a screenshot of it
     is kept as a test artefact."""
     completed = subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",  # type: ignore[list-item]
-         f"--user-data-dir={screenshot.parent / 'chromium-profile'}", "--window-size=1400,900",
-         f"--virtual-time-budget={RENDER_BUDGET_MS}", f"--screenshot={screenshot}",
-         "--dump-dom", url], capture_output=True, text=True, timeout=120)
+        chromium_command(CHROMIUM, url, screenshot, screenshot.parent,  # type: ignore[arg-type]
+                         dump_dom=True), capture_output=True, text=True, timeout=120)
     assert completed.returncode == 0, completed.stderr[-2000:]
     assert screenshot.stat().st_size > 0
     print(f"screenshot of {url}: {screenshot}")

@@ -29,7 +29,6 @@ from ser_ray.experiment import (
     read_ledger,
     read_replays,
     read_study_record,
-    recorded_units,
     write_study_record,
 )
 from ser_ray.study.best import MissingCheckpoint, export_best_model
@@ -119,13 +118,12 @@ def _run(study: StudyConfig, experiment_dir: Path, variants: list[Variant],
         caches={name: str(path) for name, path in prepared.caches.items()},
         experiment_dir=str(experiment_dir), storage=storage, resources=study.resources,
         replay_recorded=study.search is not None)
-    recorded = recorded_units(read_ledger(experiment_dir))
-    plans = missing_ablation_plans(record.variants, record.seeds, record.folds, recorded) \
-        if study.ablation is not None else []
-    optuna_trials = _optuna_trials(study, experiment_dir, plans, dict(record.factors))
     ledger = LedgerWriter(experiment_dir, study.name, study.objective.metric,
-                          study.budget.epochs, record.planned_units, storage, on_progress,
-                          optuna_trials)
+                          study.budget.epochs, record.planned_units, storage, on_progress)
+    plans = missing_ablation_plans(record.variants, record.seeds, record.folds,
+                                   ledger.recorded_units) if study.ablation is not None else []
+    # Made once the ledger says which ablation plans remain: a variant's trial ends with them.
+    ledger.optuna_trials = _optuna_trials(study, experiment_dir, plans, dict(record.factors))
     if study.ablation is not None:
         print(f"{len(plans)} trials to run ({ledger.recorded} of {ledger.planned} units "
               f"already in the ledger)", flush=True)

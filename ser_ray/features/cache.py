@@ -2,6 +2,8 @@
 
 Layout of `<cache_root>/<key>/`:
     data/*.parquet     feature rows (readable with pyarrow or pandas alone)
+    arrays/            the same rows as uncompressed memory-mapped slabs, one per (STFT
+                       version, augmentation): what training reads (`ser_ray.features.arrays`)
     skipped.csv        utterances whose audio was unusable: utterance_id, path, reason_code, reason
     metadata.json      recipe, parameters, manifest hash, library versions, row count, shape
 

@@ -29,6 +29,7 @@ import torch
 from ser_ray.corpus.manifest import read_manifest
 from ser_ray.errors import UserError
 from ser_ray.features import cache
+from ser_ray.features.arrays import has_arrays, write_arrays
 from ser_ray.features.audio import BadAudio, load_waveform
 from ser_ray.features.augment import AugmentationSpec, apply_augmentation
 from ser_ray.features.leakage import ORIGINAL, derived_utterance_id
@@ -213,8 +214,12 @@ class FeatureRequest:
     key: str
 
     def published(self) -> cache.FeatureCache | None:
-        """The complete cache of this request, if one was published already."""
-        return cache.find_complete(self.cache_root, self.key)
+        """The complete cache of this request, if one was published already (given its
+        arrays here if it was published before caches carried them)."""
+        hit = cache.find_complete(self.cache_root, self.key)
+        if hit is not None and not has_arrays(hit.path):
+            write_arrays(hit.path, hit.metadata["feature_shape"])
+        return hit
 
     def stage(self, device: Device = "cpu") -> tuple[Path, Featurizer]:
         """A fresh staging directory and the featurizer that fills it."""
@@ -229,6 +234,7 @@ class FeatureRequest:
         skipped = _collect_skipped(staging)
         _refuse_if_nothing_featurized(skipped, len(self.manifest), staging)
         rows = pads.dataset(staging / cache.DATA_DIR, format="parquet").count_rows()
+        write_arrays(staging, self.recipe.feature_shape())
         metadata = {
             **self.request,
             "key": self.key,

@@ -20,6 +20,7 @@ import pandas as pd
 
 from ser_ray.corpus.manifest import read_manifest
 from ser_ray.errors import UserError
+from ser_ray.features.arrays import RowFeatures
 from ser_ray.features.cache import open_cache
 from ser_ray.features.leakage import ORIGINAL, assert_no_leakage, test_rows, training_rows
 from ser_ray.features.loader import load_features
@@ -112,7 +113,7 @@ class FoldData:
         self.augmentations = self._augmentations()
 
     @functools.cached_property
-    def _loaded(self) -> tuple[pd.DataFrame, np.ndarray]:
+    def _loaded(self) -> tuple[pd.DataFrame, RowFeatures]:
         return self._load_rows()
 
     @property
@@ -121,7 +122,8 @@ class FoldData:
         return self._loaded[0]
 
     @property
-    def features(self) -> np.ndarray:
+    def features(self) -> RowFeatures:
+        """Every row's features, read from the cache's read-only shared arrays by index."""
         return self._loaded[1]
 
     @property
@@ -148,26 +150,24 @@ class FoldData:
                                 f"{variants}")
         return test_version, train_versions
 
-    def _load_rows(self) -> tuple[pd.DataFrame, np.ndarray]:
-        augmentations = self.augmentations
-        versions = sorted({self.test_version, *(self.train_versions or ())}, key=str)
-        sources = list(self.utterances.index)
-        parts = [load_features(self.cache.path, stft_version=version, augmentations=augmentations,
-                               source_utterance_ids=sources) for version in versions]
+    def _load_rows(self) -> tuple[pd.DataFrame, RowFeatures]:
+        """The job's rows, version by version; their features stay in the cache's shared
+        arrays until a batch reads them."""
+        versions = sorted({self.test_version, *(self.train_versions or ())}, key=str) \
+            if self.test_version is not None else None
+        loaded = load_features(self.cache.path, stft_versions=versions,
+                               augmentations=self.augmentations,
+                               source_utterance_ids=list(self.utterances.index))
         rows = pd.DataFrame({
-            "utterance_id": np.concatenate([p.utterance_ids for p in parts]).astype(str),
-            "source_utterance_id": np.concatenate([p.source_utterance_ids for p in parts])
-            .astype(str),
-            "augmentation": np.concatenate([p.augmentations for p in parts]).astype(str),
-            "stft_version": pd.array(np.concatenate([p.stft_versions for p in parts]),
-                                     dtype="Int64"),
+            "utterance_id": loaded.utterance_ids.astype(str),
+            "source_utterance_id": loaded.source_utterance_ids.astype(str),
+            "augmentation": loaded.augmentations.astype(str),
+            "stft_version": pd.array(loaded.stft_versions, dtype="Int64"),
         })
-        features = np.concatenate([p.features for p in parts]) if len(parts) > 1 \
-            else parts[0].features
         label_index = {name: index for index, name in enumerate(self.label_names)}
         rows["target"] = rows["source_utterance_id"].map(self.utterances["label"]) \
             .map(label_index).astype(np.int64)
-        return rows, features
+        return rows, loaded.features
 
     def _augmentations(self) -> list[str] | None:
         wanted = self.config.augmentations

@@ -1,0 +1,198 @@
+"""The load-optimised copy of a feature cache: one uncompressed `.npy` per (STFT version,
+augmentation), memory-mapped read-only by every trial.
+
+Parquet (`data/`) stays the portable form of a cache. Its row groups mix every version and
+augmentation of a batch of utterances, and its feature column is compressed, so reading one
+version decodes the whole cache into private memory. The arrays beside it are what training
+reads: a trial maps the slabs it needs and touches only the rows it uses; the page cache holds
+one copy per node whatever the number of trials; a feature set larger than memory pages in on
+demand.
+
+Layout of `<cache>/arrays/`:
+    rows.parquet   one row per feature row: the id columns of `data/` plus `slab` (index into
+                   slabs.json) and `slab_row` (row within that slab's array)
+    slabs.json     [{"file", "stft_version", "augmentation", "rows"}], one per slab
+    slab-NNN.npy   float32 (rows, *feature_shape); rows ordered by (source_utterance_id,
+                   utterance_id, segment_index)
+
+The directory appears by rename once complete, so a reader never sees half of it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from ser_ray.errors import UserError
+from ser_ray.features.cache import DATA_DIR
+
+ARRAYS_DIR = "arrays"
+ROWS_FILE = "rows.parquet"
+SLABS_FILE = "slabs.json"
+ID_SCHEMA = pa.schema([("utterance_id", pa.string()), ("source_utterance_id", pa.string()),
+                       ("augmentation", pa.string()), ("stft_version", pa.int32()),
+                       ("segment_index", pa.int32()), ("label", pa.string())])
+SLAB_ORDER = ("source_utterance_id", "utterance_id", "segment_index")
+
+
+def write_arrays(cache_dir: Path, feature_shape: Sequence[int]) -> Path:
+    """Slabs of every (STFT version, augmentation) of the Parquet rows in `cache_dir/data`,
+    written one Parquet file at a time (memory: one file's features), moved into place last."""
+    final = cache_dir / ARRAYS_DIR
+    staging = cache_dir / f".{ARRAYS_DIR}-{uuid.uuid4().hex[:8]}"
+    staging.mkdir()
+    try:
+        files = sorted((cache_dir / DATA_DIR).glob("*.parquet"))
+        index = _slab_index(files)
+        slabs = _slab_table(index)
+        arrays = [np.lib.format.open_memmap(staging / slab["file"], mode="w+", dtype=np.float32,
+                                            shape=(slab["rows"], *feature_shape))
+                  for slab in slabs]
+        row_size = int(np.prod(feature_shape))
+        for file_number, path in enumerate(files):
+            _scatter(path, index, file_number, arrays, row_size)
+        for array in arrays:
+            array.flush()
+        del arrays
+        pq.write_table(index.drop_columns(["file", "file_row"]), staging / ROWS_FILE)
+        (staging / SLABS_FILE).write_text(json.dumps(slabs, indent=2))
+        staging.rename(final)
+    except OSError:
+        if not (final / SLABS_FILE).is_file():
+            raise
+        shutil.rmtree(staging, ignore_errors=True)  # another process wrote the same arrays first
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return final
+
+
+def _slab_index(files: Sequence[Path]) -> pa.Table:
+    """The id columns of every row, with its file and row in the file, sorted into slabs."""
+    parts = []
+    for file_number, path in enumerate(files):
+        table = pq.read_table(path, columns=ID_SCHEMA.names)
+        parts.append(table.append_column("file", pa.array(np.full(table.num_rows, file_number,
+                                                                   np.int32)))
+                     .append_column("file_row", pa.array(np.arange(table.num_rows))))
+    index = pa.concat_tables(parts) if parts else ID_SCHEMA.empty_table().append_column(
+        "file", pa.array([], pa.int32())).append_column("file_row", pa.array([], pa.int64()))
+    index = index.sort_by([("stft_version", "ascending"), ("augmentation", "ascending"),
+                           *[(name, "ascending") for name in SLAB_ORDER]])
+    versions = index.column("stft_version").fill_null(-1).to_numpy()
+    augmentations = index.column("augmentation").to_numpy(zero_copy_only=False)
+    starts = np.flatnonzero(np.r_[True, (versions[1:] != versions[:-1])
+                                  | (augmentations[1:] != augmentations[:-1])]) \
+        if len(versions) else np.zeros(0, np.int64)
+    slab = np.cumsum(np.isin(np.arange(len(versions)), starts)) - 1
+    slab_row = np.arange(len(versions)) - starts[slab] if len(versions) else slab
+    return index.append_column("slab", pa.array(slab.astype(np.int32))) \
+        .append_column("slab_row", pa.array(slab_row.astype(np.int64)))
+
+
+def _slab_table(index: pa.Table) -> list[dict[str, Any]]:
+    slabs: list[dict[str, Any]] = []
+    for slab, version, augmentation in zip(index.column("slab").to_pylist(),
+                                           index.column("stft_version").to_pylist(),
+                                           index.column("augmentation").to_pylist()):
+        if slab == len(slabs):
+            slabs.append({"file": f"slab-{slab:03d}.npy", "stft_version": version,
+                          "augmentation": augmentation, "rows": 0})
+        slabs[slab]["rows"] += 1
+    return slabs
+
+
+def _scatter(path: Path, index: pa.Table, file_number: int, arrays: list[np.ndarray],
+             row_size: int) -> None:
+    """Copy the feature rows of one Parquet file to their places in the slabs."""
+    mine = index.filter(pc.field("file") == file_number)
+    column = pq.read_table(path, columns=["features"]).column("features")
+    values = pa.concat_arrays(column.chunks).flatten().to_numpy(zero_copy_only=False)
+    values = values.reshape(-1, row_size)
+    file_rows = mine.column("file_row").to_numpy()
+    slabs = mine.column("slab").to_numpy()
+    slab_rows = mine.column("slab_row").to_numpy()
+    for slab in np.unique(slabs):
+        chosen = slabs == slab
+        target = arrays[slab].reshape(len(arrays[slab]), row_size)
+        target[slab_rows[chosen]] = values[file_rows[chosen]]
+
+
+@dataclass(frozen=True)
+class CacheArrays:
+    """The slabs of a cache, mapped read-only, and the table locating every row in them."""
+
+    rows: pa.Table
+    slabs: tuple[np.memmap, ...]
+    feature_shape: tuple[int, ...]
+
+
+def has_arrays(cache_dir: Path) -> bool:
+    return (cache_dir / ARRAYS_DIR / SLABS_FILE).is_file()
+
+
+def open_arrays(cache_dir: Path, feature_shape: Sequence[int]) -> CacheArrays:
+    """Raises UserError for a cache written before it carried arrays."""
+    directory = cache_dir / ARRAYS_DIR
+    if not has_arrays(cache_dir):
+        raise UserError(f"the feature cache {cache_dir} has no {ARRAYS_DIR}/ (it was written "
+                        f"before ser-ray kept load-optimised arrays in its caches); run the "
+                        f"same `ser-ray features` command or study again: it adds them to "
+                        f"the cache without recomputing any feature")
+    slabs = json.loads((directory / SLABS_FILE).read_text())
+    mapped = tuple(np.load(directory / slab["file"], mmap_mode="r") for slab in slabs)
+    return CacheArrays(pq.read_table(directory / ROWS_FILE), mapped, tuple(feature_shape))
+
+
+class RowFeatures:
+    """Feature rows of a selection, read from the shared slabs when indexed.
+
+    Indexing with row numbers (an array, a slice or an int) returns a new array holding just
+    those rows; nothing else is ever copied, and the slabs themselves are read-only.
+    """
+
+    def __init__(self, slabs: Sequence[np.ndarray], slab: np.ndarray, slab_row: np.ndarray,
+                 feature_shape: tuple[int, ...]) -> None:
+        self.slabs = tuple(slabs)
+        self.slab = slab
+        self.slab_row = slab_row
+        self.feature_shape = feature_shape
+        self.dtype = np.dtype(np.float32)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.slab), *self.feature_shape)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the rows this selection uses."""
+        return len(self.slab) * int(np.prod(self.feature_shape)) * self.dtype.itemsize
+
+    def __len__(self) -> int:
+        return len(self.slab)
+
+    def __getitem__(self, index: np.ndarray | slice | int) -> np.ndarray:
+        if isinstance(index, (int, np.integer)):
+            return self.slabs[self.slab[index]][self.slab_row[index]]
+        positions = np.arange(len(self))[index] if isinstance(index, slice) \
+            else np.asarray(index)
+        out = np.empty((len(positions), *self.feature_shape), self.dtype)
+        slabs = self.slab[positions]
+        for slab in np.unique(slabs):
+            chosen = slabs == slab
+            out[chosen] = self.slabs[slab][self.slab_row[positions[chosen]]]
+        return out
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        everything = self[:]
+        return everything if dtype is None else everything.astype(dtype, copy=False)

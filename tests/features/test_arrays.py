@@ -1,0 +1,184 @@
+"""The cache's memory-mapped arrays: exactly the Parquet rows, read-only, shared between
+processes, added to caches written before them, and training on them unchanged to the bit."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as pads
+import pytest
+
+from ser_ray.errors import UserError
+from ser_ray.experiment import TrainConfig
+from ser_ray.features import load_features, parse_augmentation, parse_recipe
+from ser_ray.features.arrays import ARRAYS_DIR, has_arrays
+from ser_ray.features.featurize import build_features_here, feature_request
+from ser_ray.train import ModelChoice, TrainJob, train_folds
+from ser_ray.train.data import FoldData
+
+PARQUET_ORDER = [("source_utterance_id", "ascending"), ("utterance_id", "ascending"),
+                 ("stft_version", "ascending"), ("segment_index", "ascending")]
+NOISE = "noise:snr=20"
+
+
+def parquet_rows(cache_path: Path, condition: pc.Expression | None = None) -> pa.Table:
+    """Rows as a pyarrow script reads the portable cache, in the loader's order."""
+    table = pads.dataset(cache_path / "data", format="parquet").to_table(filter=condition)
+    return table.sort_by(PARQUET_ORDER)
+
+
+def parquet_features(table: pa.Table, shape: tuple[int, ...]) -> np.ndarray:
+    values = pa.concat_arrays(table.column("features").chunks).flatten()
+    return values.to_numpy(zero_copy_only=False).reshape(-1, *shape)
+
+
+@pytest.fixture(scope="module")
+def segments_cache(tiny_study, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """MFCC segments (several rows per utterance, no STFT versions) with a noisy copy, for a
+    dozen utterances."""
+    base = tmp_path_factory.mktemp("segments")
+    manifest = pd.read_parquet(tiny_study.selected_manifest).head(12)
+    manifest.to_parquet(base / "manifest.parquet")
+    built, _ = build_features_here(base / "manifest.parquet", parse_recipe("mfcc_segments"),
+                                   base / "cache", [parse_augmentation(NOISE)])
+    return built.path
+
+
+@pytest.mark.parametrize("which", ["logmel", "segments"])
+def test_the_arrays_hold_exactly_the_rows_and_values_of_the_parquet_cache(
+        tiny_study, segments_cache: Path, which: str) -> None:
+    cache_path = tiny_study.cache if which == "logmel" else segments_cache
+    loaded = load_features(cache_path)
+    expected = parquet_rows(cache_path)
+    assert len(loaded) == expected.num_rows > 0
+    for name, values in [("utterance_id", loaded.utterance_ids),
+                         ("source_utterance_id", loaded.source_utterance_ids),
+                         ("augmentation", loaded.augmentations),
+                         ("stft_version", loaded.stft_versions),
+                         ("segment_index", loaded.segment_indices),
+                         ("label", loaded.labels)]:
+        assert pa.array(values, from_pandas=True).to_pylist() == \
+            expected.column(name).to_pylist(), name
+    assert set(loaded.augmentations) == {"none", NOISE}
+    np.testing.assert_array_equal(np.asarray(loaded.features),
+                                  parquet_features(expected, loaded.features.feature_shape))
+
+
+def test_a_selection_reads_its_versions_in_the_order_asked_and_nothing_else(tiny_study) -> None:
+    sources = sorted(pd.read_parquet(tiny_study.selected_manifest)["utterance_id"])[:5]
+    loaded = load_features(tiny_study.cache, stft_versions=[8, 2], augmentations=[NOISE],
+                           source_utterance_ids=sources)
+    assert list(loaded.stft_versions) == [8] * 5 + [2] * 5
+    assert set(loaded.augmentations) == {NOISE} and list(loaded.source_utterance_ids[:5]) == \
+        sources
+    for version, part in [(8, slice(0, 5)), (2, slice(5, 10))]:
+        expected = parquet_rows(tiny_study.cache, (pc.field("stft_version") == version)
+                                & (pc.field("augmentation") == NOISE)
+                                & pc.field("source_utterance_id").isin(sources))
+        np.testing.assert_array_equal(loaded.features[part],
+                                      parquet_features(expected, loaded.features.feature_shape))
+    # Only the slabs of version 8 and 2 with noise are touched by these rows.
+    assert len(set(loaded.features.slab.tolist())) == 2
+
+
+def test_a_trial_s_features_are_read_only_maps_shared_by_two_processes(tiny_study) -> None:
+    data = FoldData(TrainJob(manifest=tiny_study.selected_manifest, folds=tiny_study.folds,
+                             cache=tiny_study.cache, model=ModelChoice(name="eca_cnn"),
+                             train=TrainConfig(test_version=8)))
+    features = data.features
+    assert all(isinstance(slab, np.memmap) and not slab.flags.writeable
+               for slab in features.slabs)
+    with pytest.raises(ValueError, match="read-only"):
+        features.slabs[0][0, 0, 0] = 1.0
+    assert features.nbytes == len(data.rows) * int(np.prod(data.feature_shape)) * 4
+    holder = textwrap.dedent(f"""
+        import sys
+        import numpy as np
+        from ser_ray.features import load_features
+        loaded = load_features(__import__("pathlib").Path({str(tiny_study.cache)!r}),
+                               stft_versions=[8])
+        total = float(np.asarray(loaded.features).sum())  # every row paged in
+        print("ready", flush=True)
+        sys.stdin.readline()
+    """)
+    holders = [subprocess.Popen([sys.executable, "-c", holder], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    try:
+        mapped = []
+        for process in holders:
+            assert process.stdout.readline().strip() == "ready"
+            mapped.append(_mapped_slabs(process.pid))
+    finally:
+        for process in holders:
+            process.communicate("\n", timeout=60)
+    assert mapped[0] and mapped[0] == mapped[1]
+
+
+def _mapped_slabs(pid: int) -> set[tuple[str, str]]:
+    """(device:inode, path) of every slab file the process maps."""
+    found = set()
+    for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
+        fields = line.split()
+        if len(fields) >= 6 and f"/{ARRAYS_DIR}/slab-" in fields[5]:
+            found.add((f"{fields[3]}:{fields[4]}", fields[5]))
+    return found
+
+
+def test_a_cache_from_before_the_arrays_is_refused_then_completed_without_recomputing(
+        tiny_study, tmp_path: Path) -> None:
+    old_root = tmp_path / "cache"
+    old = old_root / tiny_study.cache.name
+    shutil.copytree(tiny_study.cache, old)
+    shutil.rmtree(old / ARRAYS_DIR)
+    with pytest.raises(UserError, match="has no arrays/.*without recomputing"):
+        load_features(old)
+    recipe = parse_recipe({"kind": "logmel", "versions": [2, 8], "duration_s": 2.0})
+    request = feature_request(tiny_study.selected_manifest, recipe, old_root,
+                              [parse_augmentation(NOISE)])
+    parquet_before = sorted(path.stat().st_mtime_ns for path in (old / "data").iterdir())
+    assert request.published().path == old and has_arrays(old)
+    assert sorted(path.stat().st_mtime_ns for path in (old / "data").iterdir()) == \
+        parquet_before
+    np.testing.assert_array_equal(np.asarray(load_features(old).features),
+                                  np.asarray(load_features(tiny_study.cache).features))
+
+
+def test_training_on_the_arrays_gives_the_metrics_of_parquet_loaded_features(
+        tiny_study, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same rows in the same order as the in-memory Parquet loader of before: every
+    metric of every epoch equal to the last bit."""
+    job = TrainJob(manifest=tiny_study.selected_manifest, folds=tiny_study.folds,
+                   cache=tiny_study.cache,
+                   model=ModelChoice(name="eca_cnn", options={"scale": 1, "base_width": 4}),
+                   train=TrainConfig(epochs=2, test_version=8, train_versions=(2, 8),
+                                     augmentations=(NOISE,), standardize="train-fold",
+                                     batch_size=16))
+    on_arrays = train_folds(job)
+    load_rows = FoldData._load_rows
+
+    def parquet_in_memory(data: FoldData) -> tuple[pd.DataFrame, np.ndarray]:
+        rows, _ = load_rows(data)
+        parts = []
+        for version in sorted({data.test_version, *data.train_versions}, key=str):
+            table = parquet_rows(data.cache.path, (pc.field("stft_version") == version)
+                                 & pc.field("augmentation").isin(data.augmentations)
+                                 & pc.field("source_utterance_id").isin(
+                                     list(data.utterances.index)))
+            parts.append(parquet_features(table, data.feature_shape))
+        return rows, np.concatenate(parts)
+
+    monkeypatch.setattr(FoldData, "_load_rows", parquet_in_memory)
+    in_memory = train_folds(job)
+    strip = {"seconds", "finished_at"}
+    assert [[{k: v for k, v in record.items() if k not in strip} for record in history]
+            for history in on_arrays.histories.values()] == \
+        [[{k: v for k, v in record.items() if k not in strip} for record in history]
+         for history in in_memory.histories.values()]

@@ -55,6 +55,7 @@ bench: setup
 	$(BIN)/ser-ray bench scan
 	$(BIN)/ser-ray bench features
 	$(BIN)/ser-ray bench models
+	$(BIN)/ser-ray bench scale
 	$(BIN)/ser-ray bench train
 	$(BIN)/ser-ray bench search
 

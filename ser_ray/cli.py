@@ -282,6 +282,15 @@ def _bench_features(args: argparse.Namespace) -> None:
     bench_features(args.utterances, parse_versions(args.versions), args.rounds)
 
 
+def _bench_scale(args: argparse.Namespace) -> None:
+    from ser_ray.bench.scale import bench_scale, default_cache_root
+    from ser_ray.features import parse_augmentation
+
+    augmentations = [parse_augmentation(text).name for text in args.augmentations]
+    bench_scale(args.utterances, parse_versions(args.versions), augmentations, args.trials,
+                args.cache_root or default_cache_root())
+
+
 def _bench_train(args: argparse.Namespace) -> None:
     from ser_ray.bench.train import bench_train
 
@@ -472,6 +481,21 @@ def build_parser() -> argparse.ArgumentParser:
                                 help="alternating librosa / Ray rounds, median reported "
                                      "(default 3)")
     bench_features.set_defaults(handler=_bench_features)
+    bench_scale = bench_commands.add_parser(
+        "scale", help="a trial's feature loading and memory: Parquet vs the shared arrays")
+    bench_scale.add_argument("--utterances", type=int, default=400,
+                             help="synthetic utterances (default 400; IEMOCAP 4-class: 2943)")
+    bench_scale.add_argument("--versions", default="1-8",
+                             help="STFT versions in the cache, e.g. 1-8 (default 1-8)")
+    bench_scale.add_argument("--augmentations", nargs="*", default=["noise:snr=20"],
+                             help="augmented copies in the cache (default noise:snr=20; "
+                                  "none when given no value)")
+    bench_scale.add_argument("--trials", type=int, default=4,
+                             help="concurrent trial processes (default 4)")
+    bench_scale.add_argument("--cache-root", type=Path, default=None,
+                             help="where the synthetic cache is built once and reused "
+                                  "(default ~/.cache/ser-ray/bench-scale)")
+    bench_scale.set_defaults(handler=_bench_scale)
     bench_train = bench_commands.add_parser(
         "train", help="per-epoch time: plain k-fold loop vs Ray Train (1 worker)")
     bench_train.add_argument("--epochs", type=int, default=5, help="at least 3 (default 5)")

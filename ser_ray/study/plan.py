@@ -9,7 +9,7 @@ import torch
 from ser_ray import models
 from ser_ray.errors import UserError
 from ser_ray.study.design import check_study
-from ser_ray.study.schema import StudyConfig
+from ser_ray.study.schema import NodeCapacity, StudyConfig, TrialMemory
 from ser_ray.study.storage import storage_child
 
 IEMOCAP_SESSIONS = 5
@@ -51,8 +51,10 @@ def describe_plan(study: StudyConfig) -> str:
     resources = study.resources
     cpus, gpus = os.cpu_count() or 1, torch.cuda.device_count()
     try:
-        here = (f"{resources.concurrent_trials(cpus, gpus)} trial(s) at once on this "
-                f"machine's {cpus} CPUs and {gpus} GPUs")
+        # Memory is left out: what a trial needs is known once its features are.
+        machine = NodeCapacity(cpus=cpus, gpus=gpus, memory=0)
+        here = (f"{resources.concurrent_trials([machine], TrialMemory())} trial(s) at once on "
+                f"this machine's {cpus} CPUs and {gpus} GPUs, memory permitting")
     except UserError:
         here = f"too big for this machine ({cpus} CPUs, {gpus} GPUs): run it on a cluster"
     lines = [f"study {study.name!r}: valid", *what,

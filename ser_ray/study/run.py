@@ -129,7 +129,7 @@ def _run(study: StudyConfig, experiment_dir: Path, variants: list[Variant],
               f"already in the ledger)", flush=True)
         if plans:
             _fit(study, experiment_dir, context, ledger, num_samples=1,
-                 param_space=ablation_space(plans))
+                 param_space=ablation_space(plans), plans=plans)
     else:
         remaining = remaining_trials(record.search.trials,  # type: ignore[union-attr]
                                      ledger.trials_done)

@@ -115,37 +115,67 @@ class Resources(StrictModel):
     workers: int = Field(1, ge=1, description="Ray Train workers per trial; 1 trains inside "
                          "the Tune trial, more launch a TorchTrainer (fold-parallel or DDP)")
     max_concurrent_trials: int | None = Field(None, ge=1, description="default: as many as "
-                                              "the cluster's CPUs (and GPUs) fit")
+                                              "the nodes' CPUs, GPUs and memory fit")
 
     # A trial that launches a TorchTrainer holds a sliver of CPU itself; its workers hold the
     # rest ({"cpu": 0} is rejected by Tune).
     DRIVER_CPU: ClassVar[float] = 0.01
 
-    def tune_request(self) -> dict[str, float]:
-        """What the Tune trial itself reserves."""
+    def tune_request(self, memory: TrialMemory) -> dict[str, float]:
+        """What the Tune trial itself reserves, as one placement-group bundle."""
         if self.workers > 1:
-            return {"cpu": self.DRIVER_CPU}
-        return {"cpu": self.cpus, "gpu": self.gpus}
+            return {"CPU": self.DRIVER_CPU, "memory": memory.trial}
+        return {"CPU": self.cpus, "GPU": self.gpus, "memory": memory.trial}
 
-    def trial_footprint(self) -> tuple[float, float]:
-        """(CPUs, GPUs) one running trial occupies, its Train workers included."""
+    def trial_footprint(self, memory: TrialMemory) -> tuple[float, float, float]:
+        """(CPUs, GPUs, memory bytes) one running trial occupies, its Train workers included."""
         if self.workers > 1:
-            return self.DRIVER_CPU + self.workers * self.cpus, self.gpus
-        return self.cpus, self.gpus
+            return (self.DRIVER_CPU + self.workers * self.cpus, self.gpus,
+                    memory.trial + self.workers * memory.worker)
+        return self.cpus, self.gpus, memory.trial
 
-    def concurrent_trials(self, cpus: float, gpus: float) -> int:
-        """Trials that fit at once in `cpus` and `gpus`; a user error when not even one does."""
-        need_cpus, need_gpus = self.trial_footprint()
-        fits = math.floor(cpus / need_cpus + 1e-9)
-        if need_gpus:
-            fits = min(fits, math.floor(gpus / need_gpus + 1e-9))
+    def concurrent_trials(self, nodes: list[NodeCapacity], memory: TrialMemory) -> int:
+        """Trials that fit at once on these nodes, each trial on one node; a user error, with
+        the numbers, when not even one fits on any node."""
+        need_cpus, need_gpus, need_memory = self.trial_footprint(memory)
+        fits = sum(node.fits(need_cpus, need_gpus, need_memory) for node in nodes)
         if fits < 1:
+            largest = max(nodes, key=lambda node: (node.cpus, node.gpus, node.memory),
+                          default=NodeCapacity(cpus=0, gpus=0, memory=0))
             raise UserError(
-                f"one trial needs {need_cpus:g} CPUs and {need_gpus:g} GPUs (resources.workers "
-                f"= {self.workers} × resources.cpus = {self.cpus:g}, resources.gpus = "
-                f"{self.gpus:g}) but the cluster has {cpus:g} CPUs and {gpus:g} GPUs; lower "
-                f"resources.cpus or resources.workers")
+                f"one trial needs {need_cpus:g} CPUs, {need_gpus:g} GPUs and "
+                f"{need_memory / 2**30:.2f} GiB of memory on one node (resources.workers = "
+                f"{self.workers} × resources.cpus = {self.cpus:g}, resources.gpus = "
+                f"{self.gpus:g}) but the largest of the cluster's {len(nodes)} node(s) has "
+                f"{largest.cpus:g} CPUs, {largest.gpus:g} GPUs and "
+                f"{largest.memory / 2**30:.2f} GiB; lower resources.cpus, resources.workers "
+                f"or the batch size, or add larger nodes")
         return min(fits, self.max_concurrent_trials or fits)
+
+
+class TrialMemory(StrictModel):
+    """Bytes of memory the processes of one trial need: the Tune trial's, and each Ray Train
+    worker's (0 when the folds train inside the trial)."""
+
+    trial: float = 0
+    worker: float = 0
+
+
+class NodeCapacity(StrictModel):
+    """What one node of the cluster offers: CPUs, GPUs, and memory bytes."""
+
+    cpus: float
+    gpus: float
+    memory: float
+
+    def fits(self, cpus: float, gpus: float, memory: float) -> int:
+        """How many of a trial needing these fit on this node at once."""
+        counts = [math.floor(self.cpus / cpus + 1e-9)]
+        if gpus:
+            counts.append(math.floor(self.gpus / gpus + 1e-9))
+        if memory:
+            counts.append(math.floor(self.memory / memory + 1e-9))
+        return min(counts)
 
 
 class Parameter(StrictModel):

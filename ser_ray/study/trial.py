@@ -21,12 +21,14 @@ from ray.tune.integration.ray_train import TuneReportCallback
 
 from ser_ray.errors import UserError
 from ser_ray.experiment import read_ledger, unit_rows
-from ser_ray.study.schema import Resources
+from ser_ray.study.schema import Resources, TrialMemory
 from ser_ray.study.storage import TRAIN_DIR, storage_child
 from ser_ray.study.units import REPLAY_KEY, TrialPlan, error_file, trial_plan
 from ser_ray.train.config import ModelChoice, TrainJob
+from ser_ray.train.data import FoldData
 from ser_ray.train.loop import LockstepRun
-from ser_ray.train.ray_train import quiet_report_logs, train_folds_on_ray
+from ser_ray.train.memory import PROCESS_BYTES, estimate_memory
+from ser_ray.train.ray_train import quiet_report_logs, train_folds_on_ray, worker_memory
 from ser_ray.train.results import Record, epoch_summary, selected_so_far
 
 # Marks the unraisable-exception hook that drops a stopped trial's SystemExit.
@@ -56,6 +58,23 @@ def build_job(context: TrialContext, plan: TrialPlan) -> TrainJob:
                     model=ModelChoice(name=configuration.family,
                                       options=configuration.model_options),
                     train=configuration.train, seed=plan.seed, fold_indices=plan.folds)
+
+
+def trial_memory(context: TrialContext, plan: TrialPlan) -> TrialMemory:
+    """The memory a trial of this plan asks Ray for, for its own process and (with Train
+    workers) each worker's. A plan that cannot be resolved asks for a bare process: it fails
+    at once, with its reason."""
+    resources = context.resources
+    try:
+        job = build_job(context, plan)
+        on_gpu = bool(resources.gpus) and job.train.device != "cpu"
+        if resources.workers == 1:
+            return TrialMemory(trial=estimate_memory(job, on_gpu=on_gpu).total)
+        return TrialMemory(trial=PROCESS_BYTES,
+                           worker=worker_memory(job, FoldData(job).job_folds,
+                                                resources.workers, on_gpu=on_gpu))
+    except UserError:
+        return TrialMemory(trial=PROCESS_BYTES)
 
 
 def _replay_recorded(context: TrialContext, plan: TrialPlan) -> bool:

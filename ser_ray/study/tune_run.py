@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +28,10 @@ from ray.tune.search.optuna import OptunaSearch
 from ser_ray.ray_session import ensure_ray
 from ser_ray.study.ledger_writer import TRIAL_PREFIX, LedgerWriter
 from ser_ray.study.optuna_trials import OPTUNA_TRIAL_KEY
-from ser_ray.study.schema import StudyConfig
+from ser_ray.study.schema import NodeCapacity, Resources, StudyConfig, TrialMemory
 from ser_ray.study.space import DefineByRun, make_sampler, open_storage
 from ser_ray.study.storage import TUNE_DIR, next_run_name, storage_child
-from ser_ray.study.trial import TrialContext, run_trial
+from ser_ray.study.trial import TrialContext, run_trial, trial_memory
 from ser_ray.study.units import PLAN_KEY, TrialPlan, trial_plan
 from ser_ray.train.results import selected_metric
 
@@ -114,15 +114,22 @@ def wall_time_left(study: StudyConfig, experiment_dir: Path) -> float | None:
 
 def fit(study: StudyConfig, experiment_dir: Path, context: TrialContext,
         ledger: LedgerWriter, num_samples: int, time_left: float | None,
-        param_space: dict[str, Any] | None = None, search_alg: Searcher | None = None) -> None:
-    """Run the trials on the cluster (a local one is started when none is attached)."""
+        param_space: dict[str, Any] | None = None, search_alg: Searcher | None = None,
+        plans: Sequence[TrialPlan] = ()) -> None:
+    """Run the trials on the cluster (a local one is started when none is attached).
+
+    Every trial asks Ray for the memory its processes will hold (`trial_memory`), so that no
+    node runs more trials than it can hold; a study whose known trials (`plans`, an
+    ablation's) cannot fit on any node is refused here, with the numbers.
+    """
     clock = WallClock(experiment_dir)  # before Ray starts: starting it is study time too
     ensure_ray()
     resources = study.resources
-    cluster = ray.cluster_resources()
-    concurrency = resources.concurrent_trials(cluster.get("CPU", 0), cluster.get("GPU", 0))
-    trainable = tune.with_resources(tune.with_parameters(run_trial, context=context),
-                                    resources.tune_request())
+    memory = TrialMemoryRequests(context)
+    largest = max((memory.of_plan(plan) for plan in plans), default=TrialMemory(),
+                  key=lambda need: resources.trial_footprint(need)[2])
+    concurrency = resources.concurrent_trials(node_capacities(), largest)
+    trainable = trial_trainable(resources, context, memory)
     tuner = tune.Tuner(
         trainable, param_space=param_space or {},
         tune_config=tune.TuneConfig(
@@ -138,6 +145,40 @@ def fit(study: StudyConfig, experiment_dir: Path, context: TrialContext,
             failure_config=tune.FailureConfig(max_failures=study.budget.retries)),
     )
     tuner.fit()
+
+
+def trial_trainable(resources: Resources, context: TrialContext,
+                    memory: TrialMemoryRequests) -> Callable[..., Any]:
+    """`run_trial` with the study's context, asking for the trial's resources and memory."""
+    return tune.with_resources(
+        tune.with_parameters(run_trial, context=context),
+        lambda config: tune.PlacementGroupFactory([resources.tune_request(memory(config))]))
+
+
+class TrialMemoryRequests:
+    """The memory each trial asks for, by its plan's configuration and folds (estimated once
+    per configuration: it builds the model and runs one forward pass)."""
+
+    def __init__(self, context: TrialContext) -> None:
+        self.context = context
+        self.known: dict[tuple[str, tuple[int, ...]], TrialMemory] = {}
+
+    def of_plan(self, plan: TrialPlan) -> TrialMemory:
+        key = (plan.config_hash, tuple(plan.folds))
+        if key not in self.known:
+            self.known[key] = trial_memory(self.context, plan)
+        return self.known[key]
+
+    def __call__(self, config: dict[str, Any]) -> TrialMemory:
+        return self.of_plan(trial_plan(config))
+
+
+def node_capacities() -> list[NodeCapacity]:
+    """CPUs, GPUs and memory of every alive node of the cluster."""
+    return [NodeCapacity(cpus=node["Resources"].get("CPU", 0),
+                         gpus=node["Resources"].get("GPU", 0),
+                         memory=node["Resources"].get("memory", 0))
+            for node in ray.nodes() if node["Alive"]]
 
 
 def ablation_space(plans: list[TrialPlan]) -> dict[str, Any]:

@@ -27,6 +27,8 @@ from ser_ray.features.loader import load_features
 from ser_ray.folds import FoldProtocol, LeakageError, read_folds
 from ser_ray.train.config import TrainJob
 
+STANDARDIZER_CHUNK_BYTES = 32 * 2**20
+
 
 @dataclass(frozen=True)
 class Split:
@@ -239,13 +241,16 @@ class FoldData:
         )
 
     def standardizer(self, train: Split) -> Standardizer:
-        """Mean/std per first-axis index over the training rows (chunked: no full copy)."""
+        """Mean/std per first-axis index over the training rows, read in chunks of about
+        STANDARDIZER_CHUNK_BYTES (as float64), so that the pass adds little to what a trial
+        holds however large the rows."""
         axes = tuple(range(1, len(self.feature_shape) + 1))
         total = np.zeros(self.feature_shape[0], np.float64)
         squares = np.zeros(self.feature_shape[0], np.float64)
         count = 0
-        for start in range(0, len(train.rows), 512):
-            chunk = self.features[train.rows[start:start + 512]].astype(np.float64)
+        rows_per_chunk = max(1, STANDARDIZER_CHUNK_BYTES // (8 * int(np.prod(self.feature_shape))))
+        for start in range(0, len(train.rows), rows_per_chunk):
+            chunk = self.features[train.rows[start:start + rows_per_chunk]].astype(np.float64)
             total += chunk.sum(axis=(0, *axes[1:]))
             squares += (chunk ** 2).sum(axis=(0, *axes[1:]))
             count += chunk.size // self.feature_shape[0]

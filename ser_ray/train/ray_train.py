@@ -35,6 +35,7 @@ from ser_ray.train.loop import (
     outcome_from_checkpoint,
     resolve_device,
 )
+from ser_ray.train.memory import estimate_memory
 from ser_ray.train.results import Record, epoch_summary, format_epoch
 
 REPORT_LOGGERS = ("ray.train._internal.storage", "ray.train.v2._internal.execution.storage")
@@ -148,6 +149,13 @@ def check_job(job: TrainJob, workers: int) -> tuple[int, ...]:
     return folds
 
 
+def worker_memory(job: TrainJob, fold_indices: Sequence[int], workers: int, *,
+                  on_gpu: bool) -> int:
+    """Bytes each Train worker asks Ray for: what the worker with the most folds holds."""
+    folds = max(len(plan.folds) for plan in plan_workers(fold_indices, workers))
+    return estimate_memory(job, folds, on_gpu=on_gpu).total
+
+
 def user_error_in(error: BaseException) -> UserError | None:
     """The UserError a worker raised, if that is what failed the run."""
     pending: list[BaseException | None] = [error]
@@ -169,7 +177,10 @@ def train_folds_on_ray(job: TrainJob, *, storage_path: Path | str, name: str, wo
     """Run `job` on a TorchTrainer; returns the same outcome as the in-process loop."""
     fold_indices = check_job(job, workers)
     ensure_ray()
-    resources: dict[str, float] = {"CPU": cpus_per_worker}
+    on_gpu = bool(gpus) and job.train.device != "cpu"
+    resources: dict[str, float] = {
+        "CPU": cpus_per_worker,
+        "memory": worker_memory(job, fold_indices, workers, on_gpu=on_gpu)}
     if gpus:
         resources["GPU"] = gpus / workers
     trainer = TorchTrainer(

@@ -1,4 +1,5 @@
-"""The trial process's handling of exceptions Python cannot raise."""
+"""The trial process's handling of exceptions Python cannot raise, and the resources and
+memory a trial asks Ray for."""
 
 from __future__ import annotations
 
@@ -8,7 +9,18 @@ from typing import Any
 
 import pytest
 
-from ser_ray.study.trial import ignore_exit_while_collecting
+from ser_ray.errors import UserError
+from ser_ray.experiment import Configuration, TrainConfig
+from ser_ray.study.schema import Resources, TrialMemory
+from ser_ray.study.trial import (
+    TrialContext,
+    build_job,
+    ignore_exit_while_collecting,
+    trial_memory,
+)
+from ser_ray.study.tune_run import TrialMemoryRequests, node_capacities, trial_trainable
+from ser_ray.study.units import PLAN_KEY, TrialPlan
+from ser_ray.train.memory import PROCESS_BYTES, estimate_memory
 
 
 class _RaisesWhenCollected:
@@ -35,3 +47,47 @@ def test_exit_raised_while_collecting_is_dropped_others_reach_the_earlier_hook(
     _RaisesWhenCollected(ValueError("a real fault"))
     gc.collect()
     assert [str(unraisable.exc_value) for unraisable in reported] == ["a real fault"]
+
+
+def _context(tiny_study, tmp_path, resources: Resources) -> TrialContext:
+    return TrialContext(manifest=str(tiny_study.selected_manifest), folds=str(tiny_study.folds),
+                        caches={"logmel": str(tiny_study.cache)},
+                        experiment_dir=str(tmp_path), storage=str(tmp_path),
+                        resources=resources, replay_recorded=False)
+
+
+def _plan(folds: tuple[int, ...]) -> TrialPlan:
+    configuration = Configuration(
+        changes={}, model="eca_cnn", family="eca_cnn",
+        model_options={"scale": 1, "base_width": 4}, feature_set="logmel",
+        train=TrainConfig(test_version=8, batch_size=16))
+    return TrialPlan(variant="baseline", configuration=configuration, config_hash="c1",
+                     seed=0, folds=folds)
+
+
+def test_a_trial_asks_ray_for_the_memory_its_process_needs(ray_session, tiny_study,
+                                                           tmp_path) -> None:
+    context = _context(tiny_study, tmp_path, Resources(cpus=1))
+    plan = _plan((0, 1, 2))
+    trainable = trial_trainable(context.resources, context, TrialMemoryRequests(context))
+    factory = trainable._resources({PLAN_KEY: plan.model_dump_json()})
+    expected = estimate_memory(build_job(context, plan)).total
+    assert factory.bundles == [{"CPU": 1.0, "memory": float(expected)}]
+    # With Train workers the trial's own process asks for a bare process; each worker for
+    # what the worker with most folds (two of three, on two workers) holds.
+    on_workers = trial_memory(_context(tiny_study, tmp_path, Resources(cpus=1, workers=2)),
+                              plan)
+    assert on_workers == TrialMemory(trial=PROCESS_BYTES, worker=estimate_memory(
+        build_job(context, plan), folds=2).total)
+
+
+def test_a_trial_no_node_can_hold_is_refused_with_the_numbers(ray_session) -> None:
+    nodes = node_capacities()
+    assert len(nodes) == 1 and nodes[0].cpus == 2 and nodes[0].memory > 0
+    assert Resources(cpus=1).concurrent_trials(nodes, TrialMemory(trial=2**20)) == 2
+    assert Resources(cpus=1).concurrent_trials(
+        nodes, TrialMemory(trial=nodes[0].memory * 0.6)) == 1
+    with pytest.raises(UserError, match=r"needs 1 CPUs, 0 GPUs and 4096\.00 GiB of memory on "
+                                        r"one node .* the largest of the cluster's 1 node\(s\) "
+                                        r"has 2 CPUs, 0 GPUs and \d+\.\d\d GiB"):
+        Resources(cpus=1).concurrent_trials(nodes, TrialMemory(trial=4096 * 2**30))

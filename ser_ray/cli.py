@@ -288,7 +288,8 @@ def _bench_scale(args: argparse.Namespace) -> None:
 
     augmentations = [parse_augmentation(text).name for text in args.augmentations]
     bench_scale(args.utterances, parse_versions(args.versions), augmentations, args.trials,
-                args.cache_root or default_cache_root())
+                args.cache_root or default_cache_root(),
+                memory_limit=None if args.memory_limit is None else args.memory_limit * 2**30)
 
 
 def _bench_train(args: argparse.Namespace) -> None:
@@ -495,6 +496,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench_scale.add_argument("--cache-root", type=Path, default=None,
                              help="where the synthetic cache is built once and reused "
                                   "(default ~/.cache/ser-ray/bench-scale)")
+    bench_scale.add_argument("--memory-limit", type=float, default=None, metavar="GIB",
+                             help="also load each way once in a memory cgroup of GIB GiB "
+                                  "(Linux, root): the arrays page in on demand")
     bench_scale.set_defaults(handler=_bench_scale)
     bench_train = bench_commands.add_parser(
         "train", help="per-epoch time: plain k-fold loop vs Ray Train (1 worker)")

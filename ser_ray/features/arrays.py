@@ -47,7 +47,8 @@ SLAB_ORDER = ("source_utterance_id", "utterance_id", "segment_index")
 
 def write_arrays(cache_dir: Path, feature_shape: Sequence[int]) -> Path:
     """Slabs of every (STFT version, augmentation) of the Parquet rows in `cache_dir/data`,
-    written one Parquet file at a time (memory: one file's features), moved into place last."""
+    written one Parquet file at a time (memory: about twice one file's features), moved into
+    place last."""
     final = cache_dir / ARRAYS_DIR
     staging = cache_dir / f".{ARRAYS_DIR}-{uuid.uuid4().hex[:8]}"
     staging.mkdir()
@@ -67,13 +68,11 @@ def write_arrays(cache_dir: Path, feature_shape: Sequence[int]) -> Path:
         pq.write_table(index.drop_columns(["file", "file_row"]), staging / ROWS_FILE)
         (staging / SLABS_FILE).write_text(json.dumps(slabs, indent=2))
         staging.rename(final)
-    except OSError:
-        if not (final / SLABS_FILE).is_file():
-            raise
-        shutil.rmtree(staging, ignore_errors=True)  # another process wrote the same arrays first
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
-        raise
+        # A failed rename after another process wrote the same arrays first is no failure.
+        if not (final / SLABS_FILE).is_file():
+            raise
     return final
 
 
@@ -141,24 +140,31 @@ def has_arrays(cache_dir: Path) -> bool:
     return (cache_dir / ARRAYS_DIR / SLABS_FILE).is_file()
 
 
-def open_arrays(cache_dir: Path, feature_shape: Sequence[int]) -> CacheArrays:
-    """Raises UserError for a cache written before it carried arrays."""
-    directory = cache_dir / ARRAYS_DIR
+def slab_table(cache_dir: Path) -> list[dict[str, Any]]:
+    """The slabs of a cache (slabs.json). Raises UserError for a cache written before caches
+    carried arrays."""
     if not has_arrays(cache_dir):
         raise UserError(f"the feature cache {cache_dir} has no {ARRAYS_DIR}/ (it was written "
                         f"before ser-ray kept load-optimised arrays in its caches); run the "
                         f"same `ser-ray features` command or study again: it adds them to "
                         f"the cache without recomputing any feature")
-    slabs = json.loads((directory / SLABS_FILE).read_text())
-    mapped = tuple(np.load(directory / slab["file"], mmap_mode="r") for slab in slabs)
+    return json.loads((cache_dir / ARRAYS_DIR / SLABS_FILE).read_text())
+
+
+def open_arrays(cache_dir: Path, feature_shape: Sequence[int]) -> CacheArrays:
+    """Raises UserError for a cache written before it carried arrays."""
+    directory = cache_dir / ARRAYS_DIR
+    mapped = tuple(np.load(directory / slab["file"], mmap_mode="r")
+                   for slab in slab_table(cache_dir))
     return CacheArrays(pq.read_table(directory / ROWS_FILE), mapped, tuple(feature_shape))
 
 
 class RowFeatures:
     """Feature rows of a selection, read from the shared slabs when indexed.
 
-    Indexing with row numbers (an array, a slice or an int) returns a new array holding just
-    those rows; nothing else is ever copied, and the slabs themselves are read-only.
+    Indexing with row numbers (an integer array or list, a boolean mask, or a slice) returns
+    a new array holding just those rows, and an int that row as a read-only view; nothing
+    else is ever copied, and the slabs themselves are read-only.
     """
 
     def __init__(self, slabs: Sequence[np.ndarray], slab: np.ndarray, slab_row: np.ndarray,
@@ -185,7 +191,7 @@ class RowFeatures:
         if isinstance(index, (int, np.integer)):
             return self.slabs[self.slab[index]][self.slab_row[index]]
         positions = np.arange(len(self))[index] if isinstance(index, slice) \
-            else np.asarray(index)
+            else _positions(np.asarray(index))
         out = np.empty((len(positions), *self.feature_shape), self.dtype)
         slabs = self.slab[positions]
         for slab in np.unique(slabs):
@@ -194,5 +200,13 @@ class RowFeatures:
         return out
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        if copy is False:
+            raise ValueError("the rows of a selection are gathered from the slabs: an array "
+                             "of them is always a copy")
         everything = self[:]
         return everything if dtype is None else everything.astype(dtype, copy=False)
+
+
+def _positions(index: np.ndarray) -> np.ndarray:
+    """Row numbers of an index array: a boolean mask's true places, or the integers."""
+    return np.flatnonzero(index) if index.dtype == bool else index.astype(np.intp, copy=False)

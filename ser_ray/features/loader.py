@@ -15,6 +15,10 @@ from ser_ray.errors import UserError
 from ser_ray.features.arrays import RowFeatures, open_arrays
 from ser_ray.features.cache import open_cache
 
+# The order of a selection's rows within one STFT version.
+ROW_ORDER = (("source_utterance_id", "ascending"), ("utterance_id", "ascending"),
+             ("stft_version", "ascending"), ("segment_index", "ascending"))
+
 
 @dataclass(frozen=True)
 class FeatureSet:
@@ -55,8 +59,7 @@ def load_features(
     arrays = open_arrays(feature_cache.path, metadata["feature_shape"])
     wanted = _row_filter(stft_versions, augmentations, source_utterance_ids)
     table = arrays.rows if wanted is None else arrays.rows.filter(wanted)
-    order = [("source_utterance_id", "ascending"), ("utterance_id", "ascending"),
-             ("stft_version", "ascending"), ("segment_index", "ascending")]
+    order = list(ROW_ORDER)
     if stft_versions is not None:
         rank = pc.index_in(table.column("stft_version"), pa.array(list(stft_versions),
                                                                   pa.int32()))

@@ -9,7 +9,7 @@ import torch
 from ser_ray import models
 from ser_ray.errors import UserError
 from ser_ray.study.design import check_study
-from ser_ray.study.schema import NodeCapacity, StudyConfig, TrialMemory
+from ser_ray.study.schema import ResourceAmounts, StudyConfig, TrialMemory
 from ser_ray.study.storage import storage_child
 
 IEMOCAP_SESSIONS = 5
@@ -52,7 +52,7 @@ def describe_plan(study: StudyConfig) -> str:
     cpus, gpus = os.cpu_count() or 1, torch.cuda.device_count()
     try:
         # Memory is left out: what a trial needs is known once its features are.
-        machine = NodeCapacity(cpus=cpus, gpus=gpus, memory=0)
+        machine = ResourceAmounts(cpus=cpus, gpus=gpus, memory=0)
         here = (f"{resources.concurrent_trials([machine], TrialMemory())} trial(s) at once on "
                 f"this machine's {cpus} CPUs and {gpus} GPUs, memory permitting")
     except UserError:

@@ -40,7 +40,13 @@ from ser_ray.study.record import study_record
 from ser_ray.study.schema import StudyConfig, load_study
 from ser_ray.study.storage import filesystem, trial_storage
 from ser_ray.study.trial import TrialContext
-from ser_ray.study.tune_run import ablation_space, fit, optuna_search, wall_time_left
+from ser_ray.study.tune_run import (
+    PlaceablePlans,
+    ablation_space,
+    fit,
+    optuna_search,
+    wall_time_left,
+)
 from ser_ray.study.units import (
     SearchPlans,
     TrialPlan,
@@ -137,9 +143,8 @@ def _run(study: StudyConfig, experiment_dir: Path, variants: list[Variant],
               flush=True)
         if remaining:
             _fit(study, experiment_dir, context, ledger, num_samples=remaining,
-                 search_alg=optuna_search(study, experiment_dir / OPTUNA_FILE,
-                                          SearchPlans(study, prepared.data,
-                                                      prepared.fold_indices)))
+                 search_alg=optuna_search(study, experiment_dir / OPTUNA_FILE, PlaceablePlans(
+                     SearchPlans(study, prepared.data, prepared.fold_indices), context)))
     ledger.run_over()
     ledger.refresh_progress()
     report = on_finish(experiment_dir) if on_finish is not None else None

@@ -121,36 +121,63 @@ class Resources(StrictModel):
     # rest ({"cpu": 0} is rejected by Tune).
     DRIVER_CPU: ClassVar[float] = 0.01
 
+    def trial_bundles(self, memory: TrialMemory) -> list[ResourceAmounts]:
+        """The placement-group bundles of one trial: the Tune trial's own, then one per Ray
+        Train worker."""
+        if self.workers == 1:
+            return [ResourceAmounts(cpus=self.cpus, gpus=self.gpus, memory=memory.trial)]
+        worker = ResourceAmounts(cpus=self.cpus, gpus=self.gpus / self.workers,
+                                 memory=memory.worker)
+        return [ResourceAmounts(cpus=self.DRIVER_CPU, memory=memory.trial),
+                *[worker] * self.workers]
+
     def tune_request(self, memory: TrialMemory) -> dict[str, float]:
         """What the Tune trial itself reserves, as one placement-group bundle."""
-        if self.workers > 1:
-            return {"CPU": self.DRIVER_CPU, "memory": memory.trial}
-        return {"CPU": self.cpus, "GPU": self.gpus, "memory": memory.trial}
+        own = self.trial_bundles(memory)[0]
+        return {"CPU": own.cpus, "GPU": own.gpus, "memory": own.memory}
 
-    def trial_footprint(self, memory: TrialMemory) -> tuple[float, float, float]:
-        """(CPUs, GPUs, memory bytes) one running trial occupies, its Train workers included."""
-        if self.workers > 1:
-            return (self.DRIVER_CPU + self.workers * self.cpus, self.gpus,
-                    memory.trial + self.workers * memory.worker)
-        return self.cpus, self.gpus, memory.trial
-
-    def concurrent_trials(self, nodes: list[NodeCapacity], memory: TrialMemory) -> int:
-        """Trials that fit at once on these nodes, each trial on one node; a user error, with
-        the numbers, when not even one fits on any node."""
-        need_cpus, need_gpus, need_memory = self.trial_footprint(memory)
-        fits = sum(node.fits(need_cpus, need_gpus, need_memory) for node in nodes)
+    def concurrent_trials(self, nodes: list[ResourceAmounts], memory: TrialMemory) -> int:
+        """Trials whose bundles fit at once on these nodes (each bundle on one node; a trial's
+        Train workers may spread over nodes, as Ray Train places them); a user error, with the
+        numbers, when not even one trial fits."""
+        bundles = sorted(self.trial_bundles(memory), reverse=True,
+                         key=lambda bundle: (bundle.gpus, bundle.memory, bundle.cpus))
+        free: list[ResourceAmounts] | None = list(nodes)
+        fits = 0
+        while free is not None and fits < (self.max_concurrent_trials or math.inf):
+            free = _first_fit(bundles, free)
+            fits += free is not None
         if fits < 1:
-            largest = max(nodes, key=lambda node: (node.cpus, node.gpus, node.memory),
-                          default=NodeCapacity(cpus=0, gpus=0, memory=0))
-            raise UserError(
-                f"one trial needs {need_cpus:g} CPUs, {need_gpus:g} GPUs and "
-                f"{need_memory / 2**30:.2f} GiB of memory on one node (resources.workers = "
-                f"{self.workers} × resources.cpus = {self.cpus:g}, resources.gpus = "
-                f"{self.gpus:g}) but the largest of the cluster's {len(nodes)} node(s) has "
-                f"{largest.cpus:g} CPUs, {largest.gpus:g} GPUs and "
-                f"{largest.memory / 2**30:.2f} GiB; lower resources.cpus, resources.workers "
-                f"or the batch size, or add larger nodes")
-        return min(fits, self.max_concurrent_trials or fits)
+            raise UserError(self._unplaceable(memory, nodes))
+        return fits
+
+    def _unplaceable(self, memory: TrialMemory, nodes: list[ResourceAmounts]) -> str:
+        most = ResourceAmounts(cpus=max((node.cpus for node in nodes), default=0),
+                               gpus=max((node.gpus for node in nodes), default=0),
+                               memory=max((node.memory for node in nodes), default=0))
+        own, *workers = self.trial_bundles(memory)
+        need = f"one trial needs {own.describe()} on one node"
+        if workers:
+            need += f", and {len(workers)} Train workers {workers[0].describe()} each"
+        return (f"{need} (resources.workers = {self.workers}, resources.cpus = "
+                f"{self.cpus:g}, resources.gpus = {self.gpus:g}) but the cluster's "
+                f"{len(nodes)} node(s) offer at most {most.describe()} each; lower "
+                f"resources.cpus or resources.workers, the batch sizes (train.batch_size, "
+                f"train.eval_batch_size), or add larger nodes")
+
+
+def _first_fit(bundles: list[ResourceAmounts], free: list[ResourceAmounts]
+               ) -> list[ResourceAmounts] | None:
+    """What is left of `free` once every bundle is placed on the first node that holds it;
+    None when one of them fits nowhere."""
+    left = list(free)
+    for bundle in bundles:
+        node = next((index for index, amounts in enumerate(left) if amounts.holds(bundle)),
+                    None)
+        if node is None:
+            return None
+        left[node] = left[node].less(bundle)
+    return left
 
 
 class TrialMemory(StrictModel):
@@ -161,21 +188,24 @@ class TrialMemory(StrictModel):
     worker: float = 0
 
 
-class NodeCapacity(StrictModel):
-    """What one node of the cluster offers: CPUs, GPUs, and memory bytes."""
+class ResourceAmounts(StrictModel):
+    """CPUs, GPUs and memory bytes: what a node offers, or what a placement-group bundle
+    asks for."""
 
     cpus: float
-    gpus: float
-    memory: float
+    gpus: float = 0
+    memory: float = 0
 
-    def fits(self, cpus: float, gpus: float, memory: float) -> int:
-        """How many of a trial needing these fit on this node at once."""
-        counts = [math.floor(self.cpus / cpus + 1e-9)]
-        if gpus:
-            counts.append(math.floor(self.gpus / gpus + 1e-9))
-        if memory:
-            counts.append(math.floor(self.memory / memory + 1e-9))
-        return min(counts)
+    def holds(self, need: ResourceAmounts) -> bool:
+        return (self.cpus + 1e-9 >= need.cpus and self.gpus + 1e-9 >= need.gpus
+                and self.memory + 1e-9 >= need.memory)
+
+    def less(self, used: ResourceAmounts) -> ResourceAmounts:
+        return ResourceAmounts(cpus=self.cpus - used.cpus, gpus=self.gpus - used.gpus,
+                               memory=self.memory - used.memory)
+
+    def describe(self) -> str:
+        return f"{self.cpus:g} CPUs, {self.gpus:g} GPUs and {self.memory / 2**30:.2f} GiB"
 
 
 class Parameter(StrictModel):

@@ -62,8 +62,9 @@ def build_job(context: TrialContext, plan: TrialPlan) -> TrainJob:
 
 def trial_memory(context: TrialContext, plan: TrialPlan) -> TrialMemory:
     """The memory a trial of this plan asks Ray for, for its own process and (with Train
-    workers) each worker's. A plan that cannot be resolved asks for a bare process: it fails
-    at once, with its reason."""
+    workers) each worker's. A plan that cannot be resolved, or whose estimate fails (a model
+    that cannot run on its features), asks for a bare process: it fails at once, with its
+    reason, as one trial of the study."""
     resources = context.resources
     try:
         job = build_job(context, plan)
@@ -73,7 +74,7 @@ def trial_memory(context: TrialContext, plan: TrialPlan) -> TrialMemory:
         return TrialMemory(trial=PROCESS_BYTES,
                            worker=worker_memory(job, FoldData(job).job_folds,
                                                 resources.workers, on_gpu=on_gpu))
-    except UserError:
+    except Exception:  # noqa: BLE001  (the trial itself says what is wrong)
         return TrialMemory(trial=PROCESS_BYTES)
 
 

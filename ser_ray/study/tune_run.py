@@ -25,10 +25,11 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
+from ser_ray.errors import UserError
 from ser_ray.ray_session import ensure_ray
 from ser_ray.study.ledger_writer import TRIAL_PREFIX, LedgerWriter
 from ser_ray.study.optuna_trials import OPTUNA_TRIAL_KEY
-from ser_ray.study.schema import NodeCapacity, Resources, StudyConfig, TrialMemory
+from ser_ray.study.schema import ResourceAmounts, Resources, StudyConfig, TrialMemory
 from ser_ray.study.space import DefineByRun, make_sampler, open_storage
 from ser_ray.study.storage import TUNE_DIR, next_run_name, storage_child
 from ser_ray.study.trial import TrialContext, run_trial, trial_memory
@@ -120,14 +121,16 @@ def fit(study: StudyConfig, experiment_dir: Path, context: TrialContext,
 
     Every trial asks Ray for the memory its processes will hold (`trial_memory`), so that no
     node runs more trials than it can hold; a study whose known trials (`plans`, an
-    ablation's) cannot fit on any node is refused here, with the numbers.
+    ablation's) cannot fit on the nodes is refused here, with the numbers (a search's sampled
+    configuration that cannot fails as its trial: `PlaceablePlans`).
     """
     clock = WallClock(experiment_dir)  # before Ray starts: starting it is study time too
     ensure_ray()
     resources = study.resources
     memory = TrialMemoryRequests(context)
     largest = max((memory.of_plan(plan) for plan in plans), default=TrialMemory(),
-                  key=lambda need: resources.trial_footprint(need)[2])
+                  key=lambda need: sum(bundle.memory
+                                       for bundle in resources.trial_bundles(need)))
     concurrency = resources.concurrent_trials(node_capacities(), largest)
     trainable = trial_trainable(resources, context, memory)
     tuner = tune.Tuner(
@@ -173,9 +176,35 @@ class TrialMemoryRequests:
         return self.of_plan(trial_plan(config))
 
 
-def node_capacities() -> list[NodeCapacity]:
+class PlaceablePlans:
+    """A search's plans (`SearchPlans`), where a sampled configuration that no node of the
+    cluster can hold becomes a trial that fails at once with the numbers: Tune would keep it
+    waiting for a node that a cluster of fixed size never gets. Picklable, as Tune saves its
+    searcher."""
+
+    def __init__(self, plans: Callable[[dict[str, Any]], TrialPlan],
+                 context: TrialContext) -> None:
+        self.plans = plans
+        self.context = context
+
+    def __call__(self, sampled: dict[str, Any]) -> TrialPlan:
+        plan = self.plans(sampled)
+        if plan.configuration is None:
+            return plan
+        try:
+            self.context.resources.concurrent_trials(node_capacities(),
+                                                     trial_memory(self.context, plan))
+        except UserError as error:
+            return plan.model_copy(update={
+                "configuration": None, "unresolved_changes": plan.changes,
+                "error": f"the sampled configuration {plan.changes} fits on no node of the "
+                         f"cluster: {error}"})
+        return plan
+
+
+def node_capacities() -> list[ResourceAmounts]:
     """CPUs, GPUs and memory of every alive node of the cluster."""
-    return [NodeCapacity(cpus=node["Resources"].get("CPU", 0),
+    return [ResourceAmounts(cpus=node["Resources"].get("CPU", 0),
                          gpus=node["Resources"].get("GPU", 0),
                          memory=node["Resources"].get("memory", 0))
             for node in ray.nodes() if node["Alive"]]

@@ -30,6 +30,11 @@ from ser_ray.train.config import TrainJob
 STANDARDIZER_CHUNK_BYTES = 32 * 2**20
 
 
+def standardizer_chunk_rows(feature_shape: tuple[int, ...]) -> int:
+    """Rows the standardizer reads at once: about STANDARDIZER_CHUNK_BYTES as float64."""
+    return max(1, STANDARDIZER_CHUNK_BYTES // (8 * int(np.prod(feature_shape))))
+
+
 @dataclass(frozen=True)
 class Split:
     """Rows of one split as indices into the shared feature array.
@@ -248,7 +253,7 @@ class FoldData:
         total = np.zeros(self.feature_shape[0], np.float64)
         squares = np.zeros(self.feature_shape[0], np.float64)
         count = 0
-        rows_per_chunk = max(1, STANDARDIZER_CHUNK_BYTES // (8 * int(np.prod(self.feature_shape))))
+        rows_per_chunk = standardizer_chunk_rows(self.feature_shape)
         for start in range(0, len(train.rows), rows_per_chunk):
             chunk = self.features[train.rows[start:start + rows_per_chunk]].astype(np.float64)
             total += chunk.sum(axis=(0, *axes[1:]))

@@ -13,7 +13,6 @@ every fold's model state, and one batch in flight with the activations kept for 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,7 +20,7 @@ import torch
 
 from ser_ray import models
 from ser_ray.experiment import TrainConfig
-from ser_ray.features.arrays import ARRAYS_DIR, SLABS_FILE
+from ser_ray.features.arrays import slab_table
 from ser_ray.train.config import ModelChoice, TrainJob
 from ser_ray.train.data import FoldData
 from ser_ray.train.loop import MIN_TRAIN_BATCH
@@ -105,7 +104,7 @@ def memory_needed(model_choice: ModelChoice, feature_shape: tuple[int, ...], cla
 
 def _rows_used(data: FoldData) -> int:
     """Rows of the slabs a job reads (every utterance of the cache: an upper bound)."""
-    slabs = json.loads((data.cache.path / ARRAYS_DIR / SLABS_FILE).read_text())
+    slabs = slab_table(data.cache.path)
     versions = {data.test_version, *(data.train_versions or ())}
     return sum(slab["rows"] for slab in slabs
                if (data.test_version is None or slab["stft_version"] in versions)

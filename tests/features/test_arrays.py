@@ -19,20 +19,19 @@ import pytest
 from ser_ray.errors import UserError
 from ser_ray.experiment import TrainConfig
 from ser_ray.features import load_features, parse_augmentation, parse_recipe
-from ser_ray.features.arrays import ARRAYS_DIR, has_arrays
+from ser_ray.features.arrays import ARRAYS_DIR, has_arrays, write_arrays
 from ser_ray.features.featurize import build_features_here, feature_request
+from ser_ray.features.loader import ROW_ORDER
 from ser_ray.train import ModelChoice, TrainJob, train_folds
 from ser_ray.train.data import FoldData
 
-PARQUET_ORDER = [("source_utterance_id", "ascending"), ("utterance_id", "ascending"),
-                 ("stft_version", "ascending"), ("segment_index", "ascending")]
 NOISE = "noise:snr=20"
 
 
 def parquet_rows(cache_path: Path, condition: pc.Expression | None = None) -> pa.Table:
     """Rows as a pyarrow script reads the portable cache, in the loader's order."""
     table = pads.dataset(cache_path / "data", format="parquet").to_table(filter=condition)
-    return table.sort_by(PARQUET_ORDER)
+    return table.sort_by(list(ROW_ORDER))
 
 
 def parquet_features(table: pa.Table, shape: tuple[int, ...]) -> np.ndarray:
@@ -41,21 +40,21 @@ def parquet_features(table: pa.Table, shape: tuple[int, ...]) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def segments_cache(tiny_study, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """MFCC segments (several rows per utterance, no STFT versions) with a noisy copy, for a
-    dozen utterances."""
-    base = tmp_path_factory.mktemp("segments")
+def other_caches(tiny_study, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """MFCC segments (several rows per utterance, no STFT versions) and utterance vectors
+    (one-dimensional rows), each with a noisy copy, for a dozen utterances."""
+    base = tmp_path_factory.mktemp("other_caches")
     manifest = pd.read_parquet(tiny_study.selected_manifest).head(12)
     manifest.to_parquet(base / "manifest.parquet")
-    built, _ = build_features_here(base / "manifest.parquet", parse_recipe("mfcc_segments"),
-                                   base / "cache", [parse_augmentation(NOISE)])
-    return built.path
+    return {recipe: build_features_here(base / "manifest.parquet", parse_recipe(recipe),
+                                        base / "cache", [parse_augmentation(NOISE)])[0].path
+            for recipe in ("mfcc_segments", "spectral_stats")}
 
 
-@pytest.mark.parametrize("which", ["logmel", "segments"])
+@pytest.mark.parametrize("recipe", ["logmel", "mfcc_segments", "spectral_stats"])
 def test_the_arrays_hold_exactly_the_rows_and_values_of_the_parquet_cache(
-        tiny_study, segments_cache: Path, which: str) -> None:
-    cache_path = tiny_study.cache if which == "logmel" else segments_cache
+        tiny_study, other_caches: dict[str, Path], recipe: str) -> None:
+    cache_path = tiny_study.cache if recipe == "logmel" else other_caches[recipe]
     loaded = load_features(cache_path)
     expected = parquet_rows(cache_path)
     assert len(loaded) == expected.num_rows > 0
@@ -182,3 +181,14 @@ def test_training_on_the_arrays_gives_the_metrics_of_parquet_loaded_features(
             for history in on_arrays.histories.values()] == \
         [[{k: v for k, v in record.items() if k not in strip} for record in history]
          for history in in_memory.histories.values()]
+
+
+def test_a_failed_arrays_write_leaves_nothing_behind(tiny_study, tmp_path: Path) -> None:
+    broken = tmp_path / "cache"
+    shutil.copytree(tiny_study.cache, broken)
+    shutil.rmtree(broken / ARRAYS_DIR)
+    (broken / "data" / "zz-not-parquet.parquet").write_bytes(b"not a Parquet file")
+    with pytest.raises(pa.ArrowInvalid):
+        write_arrays(broken, (64, 201))
+    assert not has_arrays(broken)
+    assert [path.name for path in broken.iterdir() if path.name.startswith(".")] == []

@@ -11,7 +11,7 @@ import yaml
 from ser_ray.cli import main
 from ser_ray.errors import UserError
 from ser_ray.study.design import ablation_variants, check_study
-from ser_ray.study.schema import StudyConfig, load_study
+from ser_ray.study.schema import ResourceAmounts, Resources, StudyConfig, TrialMemory, load_study
 
 SEARCH_SPACES = Path(__file__).resolve().parents[2] / "search_spaces"
 
@@ -243,3 +243,22 @@ def test_a_search_on_validation_picks_epochs_on_validation_unless_told() -> None
     assert resolve(StudyConfig.model_validate(asked), {}).train.selection == "best-test"
     on_test = {**ctmam, "objective": {"metric": "unweighted_accuracy"}}
     assert resolve(StudyConfig.model_validate(on_test), {}).train.selection == "best-test"
+
+
+def test_trials_are_packed_onto_nodes_their_workers_may_spread_over() -> None:
+    gib = 2**30
+    nodes = [ResourceAmounts(cpus=4, gpus=1, memory=16 * gib) for _ in range(4)]
+    one_process = Resources(cpus=2, gpus=0.5)
+    assert one_process.concurrent_trials(nodes, TrialMemory(trial=4 * gib)) == 8
+    assert one_process.concurrent_trials(nodes, TrialMemory(trial=10 * gib)) == 4  # memory
+    assert Resources(cpus=2, gpus=0.5, max_concurrent_trials=3).concurrent_trials(
+        nodes, TrialMemory(trial=gib)) == 3
+    # Four workers of 2 CPUs fit on no single node, but across two.
+    workers = Resources(cpus=2, workers=4)
+    assert workers.concurrent_trials(nodes, TrialMemory(trial=gib, worker=2 * gib)) == 1
+    assert workers.trial_bundles(TrialMemory(trial=gib, worker=2 * gib))[1] == \
+        ResourceAmounts(cpus=2, gpus=0, memory=2 * gib)
+    with pytest.raises(UserError, match=r"needs 0.01 CPUs, 0 GPUs and 1.00 GiB on one node, "
+                                        r"and 4 Train workers 2 CPUs, 0 GPUs and 20.00 GiB "
+                                        r"each .* offer at most 4 CPUs, 1 GPUs and 16.00 GiB"):
+        workers.concurrent_trials(nodes, TrialMemory(trial=gib, worker=20 * gib))

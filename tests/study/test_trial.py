@@ -18,7 +18,12 @@ from ser_ray.study.trial import (
     ignore_exit_while_collecting,
     trial_memory,
 )
-from ser_ray.study.tune_run import TrialMemoryRequests, node_capacities, trial_trainable
+from ser_ray.study.tune_run import (
+    PlaceablePlans,
+    TrialMemoryRequests,
+    node_capacities,
+    trial_trainable,
+)
 from ser_ray.study.units import PLAN_KEY, TrialPlan
 from ser_ray.train.memory import PROCESS_BYTES, estimate_memory
 
@@ -87,7 +92,23 @@ def test_a_trial_no_node_can_hold_is_refused_with_the_numbers(ray_session) -> No
     assert Resources(cpus=1).concurrent_trials(nodes, TrialMemory(trial=2**20)) == 2
     assert Resources(cpus=1).concurrent_trials(
         nodes, TrialMemory(trial=nodes[0].memory * 0.6)) == 1
-    with pytest.raises(UserError, match=r"needs 1 CPUs, 0 GPUs and 4096\.00 GiB of memory on "
-                                        r"one node .* the largest of the cluster's 1 node\(s\) "
-                                        r"has 2 CPUs, 0 GPUs and \d+\.\d\d GiB"):
+    with pytest.raises(UserError, match=r"needs 1 CPUs, 0 GPUs and 4096\.00 GiB on one node "
+                                        r".* the cluster's 1 node\(s\) offer at most 2 CPUs, "
+                                        r"0 GPUs and \d+\.\d\d GiB each"):
         Resources(cpus=1).concurrent_trials(nodes, TrialMemory(trial=4096 * 2**30))
+
+
+def test_a_sampled_configuration_no_node_can_hold_fails_as_its_trial_with_the_numbers(
+        ray_session, tiny_study, tmp_path) -> None:
+    context = _context(tiny_study, tmp_path, Resources(cpus=1))
+    fitting = _plan((0,))
+    assert PlaceablePlans(lambda sampled: fitting, context)({}) == fitting
+    # Scoring batches of ten million rows of 64×201 floats: about 1.5 TB.
+    huge = fitting.model_copy(update={"configuration": fitting.configuration.model_copy(
+        update={"train": TrainConfig(test_version=8, eval_batch_size=10**7)})})
+    failing = PlaceablePlans(lambda sampled: huge, context)({})
+    assert failing.configuration is None and failing.config_hash == huge.config_hash
+    assert failing.unresolved_changes == huge.changes
+    assert "fits on no node of the cluster: one trial needs 1 CPUs, 0 GPUs and" in failing.error
+    with pytest.raises(UserError, match="fits on no node"):
+        build_job(context, failing)

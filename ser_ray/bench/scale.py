@@ -288,7 +288,13 @@ def _memory_cgroup(name: str, limit: int) -> Path:
     try:
         group.mkdir()
         (group / ("memory.max" if unified else "memory.limit_in_bytes")).write_text(str(limit))
+        # Where swap exists, no swapping out either: the limit is on memory, all of it.
+        swap = group / ("memory.swap.max" if unified else "memory.memsw.limit_in_bytes")
+        if swap.exists():
+            swap.write_text("0" if unified else str(limit))
     except OSError as error:
+        if group.is_dir():
+            group.rmdir()
         raise UserError(f"--memory-limit needs a memory cgroup this user may create under "
                         f"{root} (root on Linux): {error}") from error
     return group / "cgroup.procs"

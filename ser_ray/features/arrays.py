@@ -68,10 +68,11 @@ def write_arrays(cache_dir: Path, feature_shape: Sequence[int]) -> Path:
         pq.write_table(index.drop_columns(["file", "file_row"]), staging / ROWS_FILE)
         (staging / SLABS_FILE).write_text(json.dumps(slabs, indent=2))
         staging.rename(final)
-    except BaseException:
+    except BaseException as error:
         shutil.rmtree(staging, ignore_errors=True)
-        # A failed rename after another process wrote the same arrays first is no failure.
-        if not (final / SLABS_FILE).is_file():
+        # A rename that failed because another process wrote the same arrays first is no
+        # failure; an interrupt always is.
+        if not (isinstance(error, OSError) and (final / SLABS_FILE).is_file()):
             raise
     return final
 
@@ -191,7 +192,7 @@ class RowFeatures:
         if isinstance(index, (int, np.integer)):
             return self.slabs[self.slab[index]][self.slab_row[index]]
         positions = np.arange(len(self))[index] if isinstance(index, slice) \
-            else _positions(np.asarray(index))
+            else _positions(np.asarray(index), len(self))
         out = np.empty((len(positions), *self.feature_shape), self.dtype)
         slabs = self.slab[positions]
         for slab in np.unique(slabs):
@@ -207,6 +208,12 @@ class RowFeatures:
         return everything if dtype is None else everything.astype(dtype, copy=False)
 
 
-def _positions(index: np.ndarray) -> np.ndarray:
+def _positions(index: np.ndarray, rows: int) -> np.ndarray:
     """Row numbers of an index array: a boolean mask's true places, or the integers."""
-    return np.flatnonzero(index) if index.dtype == bool else index.astype(np.intp, copy=False)
+    if index.dtype == bool:
+        if index.shape != (rows,):
+            raise IndexError(f"a boolean mask of shape {index.shape} for {rows} rows")
+        return np.flatnonzero(index)
+    if index.size and not np.issubdtype(index.dtype, np.integer):
+        raise IndexError(f"rows are indexed by integers, not {index.dtype}")
+    return index.astype(np.intp, copy=False)

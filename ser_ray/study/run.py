@@ -142,9 +142,11 @@ def _run(study: StudyConfig, experiment_dir: Path, variants: list[Variant],
         print(f"{remaining} trials to run ({ledger.trials_done} already in the ledger)",
               flush=True)
         if remaining:
+            sampled = PlaceablePlans(SearchPlans(study, prepared.data, prepared.fold_indices),
+                                     context)
             _fit(study, experiment_dir, context, ledger, num_samples=remaining,
-                 search_alg=optuna_search(study, experiment_dir / OPTUNA_FILE, PlaceablePlans(
-                     SearchPlans(study, prepared.data, prepared.fold_indices), context)))
+                 search_alg=optuna_search(study, experiment_dir / OPTUNA_FILE, sampled),
+                 memory=sampled.memory)
     ledger.run_over()
     ledger.refresh_progress()
     report = on_finish(experiment_dir) if on_finish is not None else None

@@ -110,7 +110,8 @@ class Budget(StrictModel):
 
 
 class Resources(StrictModel):
-    cpus: float = Field(1.0, gt=0, description="CPUs per training worker")
+    cpus: float = Field(1.0, ge=0.0001, description="CPUs per training worker (Ray counts "
+                        "CPUs in steps of 0.0001)")
     gpus: float = Field(0.0, ge=0, description="GPUs per trial")
     workers: int = Field(1, ge=1, description="Ray Train workers per trial; 1 trains inside "
                          "the Tune trial, more launch a TorchTrainer (fold-parallel or DDP)")
@@ -140,30 +141,44 @@ class Resources(StrictModel):
         """Trials whose bundles fit at once on these nodes (each bundle on one node; a trial's
         Train workers may spread over nodes, as Ray Train places them); a user error, with the
         numbers, when not even one trial fits."""
-        bundles = sorted(self.trial_bundles(memory), reverse=True,
-                         key=lambda bundle: (bundle.gpus, bundle.memory, bundle.cpus))
-        free: list[ResourceAmounts] | None = list(nodes)
+        refusal = self.unplaceable(nodes, memory)
+        if refusal is not None:
+            raise UserError(refusal)
+        bundles = self._bundles_largest_first(memory)
         fits = 0
+        free = _first_fit(bundles, list(nodes))
         while free is not None and fits < (self.max_concurrent_trials or math.inf):
+            fits += 1
             free = _first_fit(bundles, free)
-            fits += free is not None
-        if fits < 1:
-            raise UserError(self._unplaceable(memory, nodes))
         return fits
 
-    def _unplaceable(self, memory: TrialMemory, nodes: list[ResourceAmounts]) -> str:
-        most = ResourceAmounts(cpus=max((node.cpus for node in nodes), default=0),
-                               gpus=max((node.gpus for node in nodes), default=0),
-                               memory=max((node.memory for node in nodes), default=0))
+    def unplaceable(self, nodes: list[ResourceAmounts], memory: TrialMemory) -> str | None:
+        """Why one trial fits on none of these nodes, with the numbers; None when it fits."""
+        if _first_fit(self._bundles_largest_first(memory), list(nodes)) is not None:
+            return None
         own, *workers = self.trial_bundles(memory)
         need = f"one trial needs {own.describe()} on one node"
         if workers:
-            need += f", and {len(workers)} Train workers {workers[0].describe()} each"
+            need += (f", and {len(workers)} Train workers {workers[0].describe()} each "
+                     f"({_total([own, *workers]).describe()} in all)")
+        most = ResourceAmounts(cpus=max((node.cpus for node in nodes), default=0),
+                               gpus=max((node.gpus for node in nodes), default=0),
+                               memory=max((node.memory for node in nodes), default=0))
         return (f"{need} (resources.workers = {self.workers}, resources.cpus = "
                 f"{self.cpus:g}, resources.gpus = {self.gpus:g}) but the cluster's "
-                f"{len(nodes)} node(s) offer at most {most.describe()} each; lower "
-                f"resources.cpus or resources.workers, the batch sizes (train.batch_size, "
+                f"{len(nodes)} node(s) offer at most {most.describe()} each "
+                f"({_total(nodes).describe()} in all); lower resources.cpus or "
+                f"resources.workers, the batch sizes (train.batch_size, "
                 f"train.eval_batch_size), or add larger nodes")
+
+    def _bundles_largest_first(self, memory: TrialMemory) -> list[ResourceAmounts]:
+        return sorted(self.trial_bundles(memory), reverse=True,
+                      key=lambda bundle: (bundle.gpus, bundle.memory, bundle.cpus))
+
+
+def _total(amounts: list[ResourceAmounts]) -> ResourceAmounts:
+    return ResourceAmounts(cpus=sum(a.cpus for a in amounts), gpus=sum(a.gpus for a in amounts),
+                           memory=sum(a.memory for a in amounts))
 
 
 def _first_fit(bundles: list[ResourceAmounts], free: list[ResourceAmounts]

@@ -9,6 +9,7 @@ scheduler prunes on plus every fold's record, and a checkpoint a retried trial r
 
 from __future__ import annotations
 
+import logging
 import sys
 import traceback
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from ser_ray.train.memory import PROCESS_BYTES, estimate_memory
 from ser_ray.train.ray_train import quiet_report_logs, train_folds_on_ray, worker_memory
 from ser_ray.train.results import Record, epoch_summary, selected_so_far
 
+logger = logging.getLogger(__name__)
 # Marks the unraisable-exception hook that drops a stopped trial's SystemExit.
 IGNORES_EXIT = "ser_ray_ignores_exit"
 
@@ -75,6 +77,8 @@ def trial_memory(context: TrialContext, plan: TrialPlan) -> TrialMemory:
                            worker=worker_memory(job, FoldData(job).job_folds,
                                                 resources.workers, on_gpu=on_gpu))
     except Exception:  # noqa: BLE001  (the trial itself says what is wrong)
+        logger.warning("no memory estimate for configuration %s; its trial asks for a bare "
+                       "process", plan.changes, exc_info=True)
         return TrialMemory(trial=PROCESS_BYTES)
 
 

@@ -25,7 +25,6 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from ser_ray.errors import UserError
 from ser_ray.ray_session import ensure_ray
 from ser_ray.study.ledger_writer import TRIAL_PREFIX, LedgerWriter
 from ser_ray.study.optuna_trials import OPTUNA_TRIAL_KEY
@@ -34,6 +33,7 @@ from ser_ray.study.space import DefineByRun, make_sampler, open_storage
 from ser_ray.study.storage import TUNE_DIR, next_run_name, storage_child
 from ser_ray.study.trial import TrialContext, run_trial, trial_memory
 from ser_ray.study.units import PLAN_KEY, TrialPlan, trial_plan
+from ser_ray.train.memory import PROCESS_BYTES
 from ser_ray.train.results import selected_metric
 
 WALL_TIME_FILE = "wall_time.json"
@@ -116,19 +116,21 @@ def wall_time_left(study: StudyConfig, experiment_dir: Path) -> float | None:
 def fit(study: StudyConfig, experiment_dir: Path, context: TrialContext,
         ledger: LedgerWriter, num_samples: int, time_left: float | None,
         param_space: dict[str, Any] | None = None, search_alg: Searcher | None = None,
-        plans: Sequence[TrialPlan] = ()) -> None:
+        plans: Sequence[TrialPlan] = (), memory: TrialMemoryRequests | None = None) -> None:
     """Run the trials on the cluster (a local one is started when none is attached).
 
     Every trial asks Ray for the memory its processes will hold (`trial_memory`), so that no
     node runs more trials than it can hold; a study whose known trials (`plans`, an
     ablation's) cannot fit on the nodes is refused here, with the numbers (a search's sampled
-    configuration that cannot fails as its trial: `PlaceablePlans`).
+    configuration that cannot fails as its trial: `PlaceablePlans`, whose estimates `memory`
+    then reuses).
     """
     clock = WallClock(experiment_dir)  # before Ray starts: starting it is study time too
     ensure_ray()
     resources = study.resources
-    memory = TrialMemoryRequests(context)
-    largest = max((memory.of_plan(plan) for plan in plans), default=TrialMemory(),
+    memory = memory or TrialMemoryRequests(context)
+    largest = max((memory.of_plan(plan) for plan in plans),
+                  default=TrialMemory(trial=PROCESS_BYTES),
                   key=lambda need: sum(bundle.memory
                                        for bundle in resources.trial_bundles(need)))
     concurrency = resources.concurrent_trials(node_capacities(), largest)
@@ -164,10 +166,11 @@ class TrialMemoryRequests:
 
     def __init__(self, context: TrialContext) -> None:
         self.context = context
-        self.known: dict[tuple[str, tuple[int, ...]], TrialMemory] = {}
+        self.known: dict[tuple[str, tuple[int, ...], bool], TrialMemory] = {}
 
     def of_plan(self, plan: TrialPlan) -> TrialMemory:
-        key = (plan.config_hash, tuple(plan.folds))
+        # A plan that fails (configuration None) asks for less than its configuration would.
+        key = (plan.config_hash, tuple(plan.folds), plan.configuration is None)
         if key not in self.known:
             self.known[key] = trial_memory(self.context, plan)
         return self.known[key]
@@ -177,29 +180,29 @@ class TrialMemoryRequests:
 
 
 class PlaceablePlans:
-    """A search's plans (`SearchPlans`), where a sampled configuration that no node of the
-    cluster can hold becomes a trial that fails at once with the numbers: Tune would keep it
-    waiting for a node that a cluster of fixed size never gets. Picklable, as Tune saves its
+    """A search's plans (`SearchPlans`), where a sampled configuration whose trial the
+    cluster's nodes cannot hold becomes a trial that fails at once with the numbers: Tune
+    would keep it waiting for nodes that a cluster of fixed size never gets. Its memory
+    estimates (`memory`) serve the trials' requests too. Picklable, as Tune saves its
     searcher."""
 
     def __init__(self, plans: Callable[[dict[str, Any]], TrialPlan],
                  context: TrialContext) -> None:
         self.plans = plans
-        self.context = context
+        self.memory = TrialMemoryRequests(context)
 
     def __call__(self, sampled: dict[str, Any]) -> TrialPlan:
         plan = self.plans(sampled)
         if plan.configuration is None:
             return plan
-        try:
-            self.context.resources.concurrent_trials(node_capacities(),
-                                                     trial_memory(self.context, plan))
-        except UserError as error:
-            return plan.model_copy(update={
-                "configuration": None, "unresolved_changes": plan.changes,
-                "error": f"the sampled configuration {plan.changes} fits on no node of the "
-                         f"cluster: {error}"})
-        return plan
+        refusal = self.memory.context.resources.unplaceable(node_capacities(),
+                                                            self.memory.of_plan(plan))
+        if refusal is None:
+            return plan
+        return plan.model_copy(update={
+            "configuration": None, "unresolved_changes": plan.changes,
+            "error": f"the sampled configuration {plan.changes} does not fit on the "
+                     f"cluster's nodes: {refusal}"})
 
 
 def node_capacities() -> list[ResourceAmounts]:

@@ -19,7 +19,7 @@ import pytest
 from ser_ray.errors import UserError
 from ser_ray.experiment import TrainConfig
 from ser_ray.features import load_features, parse_augmentation, parse_recipe
-from ser_ray.features.arrays import ARRAYS_DIR, has_arrays, write_arrays
+from ser_ray.features.arrays import ARRAYS_DIR, RowFeatures, has_arrays, write_arrays
 from ser_ray.features.featurize import build_features_here, feature_request
 from ser_ray.features.loader import ROW_ORDER
 from ser_ray.train import ModelChoice, TrainJob, train_folds
@@ -192,3 +192,20 @@ def test_a_failed_arrays_write_leaves_nothing_behind(tiny_study, tmp_path: Path)
         write_arrays(broken, (64, 201))
     assert not has_arrays(broken)
     assert [path.name for path in broken.iterdir() if path.name.startswith(".")] == []
+
+
+def test_row_features_index_like_numpy_rows_or_refuse() -> None:
+    slabs = [np.arange(12, dtype=np.float32).reshape(6, 2), -np.ones((1, 2), np.float32)]
+    rows = RowFeatures(slabs, np.array([0, 0, 1, 0, 0, 0]), np.array([5, 4, 0, 2, 1, 0]), (2,))
+    as_numpy = np.asarray(rows)
+    assert as_numpy.tolist() == [[10, 11], [8, 9], [-1, -1], [4, 5], [2, 3], [0, 1]]
+    assert rows[[]].shape == (0, 2) and rows[-1].tolist() == [0, 1]
+    np.testing.assert_array_equal(rows[1:4], as_numpy[1:4])
+    mask = np.array([True, False, True, False, False, True])
+    np.testing.assert_array_equal(rows[mask], as_numpy[mask])
+    with pytest.raises(IndexError, match="boolean mask of shape"):
+        rows[np.array([True, False])]
+    with pytest.raises(IndexError, match="not float64"):
+        rows[np.array([1.7, 2.2])]
+    with pytest.raises(ValueError, match="always a copy"):
+        np.asarray(rows, copy=False)

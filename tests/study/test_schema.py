@@ -260,5 +260,7 @@ def test_trials_are_packed_onto_nodes_their_workers_may_spread_over() -> None:
         ResourceAmounts(cpus=2, gpus=0, memory=2 * gib)
     with pytest.raises(UserError, match=r"needs 0.01 CPUs, 0 GPUs and 1.00 GiB on one node, "
                                         r"and 4 Train workers 2 CPUs, 0 GPUs and 20.00 GiB "
-                                        r"each .* offer at most 4 CPUs, 1 GPUs and 16.00 GiB"):
+                                        r"each \(8.01 CPUs, 0 GPUs and 81.00 GiB in all\) .* "
+                                        r"offer at most 4 CPUs, 1 GPUs and 16.00 GiB each "
+                                        r"\(16 CPUs, 4 GPUs and 64.00 GiB in all\)"):
         workers.concurrent_trials(nodes, TrialMemory(trial=gib, worker=20 * gib))

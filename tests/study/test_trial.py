@@ -109,6 +109,7 @@ def test_a_sampled_configuration_no_node_can_hold_fails_as_its_trial_with_the_nu
     failing = PlaceablePlans(lambda sampled: huge, context)({})
     assert failing.configuration is None and failing.config_hash == huge.config_hash
     assert failing.unresolved_changes == huge.changes
-    assert "fits on no node of the cluster: one trial needs 1 CPUs, 0 GPUs and" in failing.error
-    with pytest.raises(UserError, match="fits on no node"):
+    assert "does not fit on the cluster's nodes: one trial needs 1 CPUs, 0 GPUs and" in \
+        failing.error
+    with pytest.raises(UserError, match="does not fit on the cluster's nodes"):
         build_job(context, failing)

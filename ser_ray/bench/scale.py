@@ -24,7 +24,6 @@ reported beside it. `--memory-limit` also loads each way once in a memory cgroup
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import statistics
@@ -155,9 +154,7 @@ def synthetic_cache(cache_root: Path, utterances: int, versions: Sequence[int],
     request = {"synthetic": "bench-scale", "utterances": utterances,
                "versions": list(versions), "augmentations": list(augmentations),
                "feature_shape": list(FEATURE_SHAPE)}
-    key = "bench-" + hashlib.sha256(json.dumps(
-        {**request, "feature_code_version": cache.FEATURE_CODE_VERSION},
-        sort_keys=True).encode()).hexdigest()[:12]
+    key = "bench-" + cache.cache_key(request)
     cache_root.mkdir(parents=True, exist_ok=True)
     found = cache.find_complete(cache_root, key)
     if found is not None:
@@ -358,17 +355,19 @@ def _array_rows(cache_path: Path, version: int) -> Any:
 
 
 def _status_bytes(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError(f"/proc/self/status has no {field}")
+    return _proc_bytes(Path("/proc/self/status"), field)
 
 
 def _pss(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-        if line.startswith("Pss:"):
+    return _proc_bytes(Path(f"/proc/{pid}/smaps_rollup"), "Pss")
+
+
+def _proc_bytes(path: Path, field: str) -> int:
+    """A `field:  N kB` line of a /proc file, in bytes."""
+    for line in path.read_text().splitlines():
+        if line.startswith(field + ":"):
             return int(line.split()[1]) * 1024
-    raise RuntimeError(f"/proc/{pid}/smaps_rollup has no Pss")
+    raise RuntimeError(f"{path} has no {field}")
 
 
 def default_cache_root() -> Path:

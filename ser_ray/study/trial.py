@@ -26,9 +26,8 @@ from ser_ray.study.schema import Resources, TrialMemory
 from ser_ray.study.storage import TRAIN_DIR, storage_child
 from ser_ray.study.units import REPLAY_KEY, TrialPlan, error_file, trial_plan
 from ser_ray.train.config import ModelChoice, TrainJob
-from ser_ray.train.data import FoldData
 from ser_ray.train.loop import LockstepRun
-from ser_ray.train.memory import PROCESS_BYTES, estimate_memory
+from ser_ray.train.memory import PROCESS_BYTES, estimate_memory, trains_on_gpu
 from ser_ray.train.ray_train import quiet_report_logs, train_folds_on_ray, worker_memory
 from ser_ray.train.results import Record, epoch_summary, selected_so_far
 
@@ -70,12 +69,12 @@ def trial_memory(context: TrialContext, plan: TrialPlan) -> TrialMemory:
     resources = context.resources
     try:
         job = build_job(context, plan)
-        on_gpu = bool(resources.gpus) and job.train.device != "cpu"
+        on_gpu = trains_on_gpu(job, resources.gpus)
         if resources.workers == 1:
             return TrialMemory(trial=estimate_memory(job, on_gpu=on_gpu).total)
         return TrialMemory(trial=PROCESS_BYTES,
-                           worker=worker_memory(job, FoldData(job).job_folds,
-                                                resources.workers, on_gpu=on_gpu))
+                           worker=worker_memory(job, plan.folds, resources.workers,
+                                                on_gpu=on_gpu))
     except Exception:  # noqa: BLE001  (the trial itself says what is wrong)
         logger.warning("no memory estimate for configuration %s; its trial asks for a bare "
                        "process", plan.changes, exc_info=True)

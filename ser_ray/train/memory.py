@@ -62,6 +62,11 @@ class MemoryEstimate:
             f"{name} {value / GIB:.2f}" for name, value in parts.items()) + ")"
 
 
+def trains_on_gpu(job: TrainJob, gpus: float) -> bool:
+    """Whether a process given `gpus` GPUs trains `job` on one."""
+    return bool(gpus) and job.train.device != "cpu"
+
+
 def estimate_memory(job: TrainJob, folds: int | None = None, *,
                     on_gpu: bool = False) -> MemoryEstimate:
     """What a process training `folds` folds of `job` (None: every fold it names) holds

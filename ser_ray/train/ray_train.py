@@ -35,7 +35,7 @@ from ser_ray.train.loop import (
     outcome_from_checkpoint,
     resolve_device,
 )
-from ser_ray.train.memory import estimate_memory
+from ser_ray.train.memory import estimate_memory, trains_on_gpu
 from ser_ray.train.results import Record, epoch_summary, format_epoch
 
 REPORT_LOGGERS = ("ray.train._internal.storage", "ray.train.v2._internal.execution.storage")
@@ -177,10 +177,9 @@ def train_folds_on_ray(job: TrainJob, *, storage_path: Path | str, name: str, wo
     """Run `job` on a TorchTrainer; returns the same outcome as the in-process loop."""
     fold_indices = check_job(job, workers)
     ensure_ray()
-    on_gpu = bool(gpus) and job.train.device != "cpu"
     resources: dict[str, float] = {
         "CPU": cpus_per_worker,
-        "memory": worker_memory(job, fold_indices, workers, on_gpu=on_gpu)}
+        "memory": worker_memory(job, fold_indices, workers, on_gpu=trains_on_gpu(job, gpus))}
     if gpus:
         resources["GPU"] = gpus / workers
     trainer = TorchTrainer(

@@ -299,9 +299,14 @@ def _bench_train(args: argparse.Namespace) -> None:
 
 
 def _bench_search(args: argparse.Namespace) -> None:
-    from ser_ray.bench.search import bench_search
+    from ser_ray.bench import search
 
-    bench_search(args.trials)
+    if args.record:
+        search.record(args.out, args.cache)
+    elif args.live:
+        search.live_check(args.strategy, args.seed, args.trials, args.out, args.cache)
+    else:
+        search.bench_search(args.trials, args.seeds)
 
 
 def _models(args: argparse.Namespace) -> None:
@@ -511,8 +516,28 @@ def build_parser() -> argparse.ArgumentParser:
                              help="alternating runs of each path (default 3)")
     bench_train.set_defaults(handler=_bench_train)
     bench_search = bench_commands.add_parser(
-        "search", help="a 16-configuration grid vs TPE + ASHA under a trial budget")
-    bench_search.add_argument("--trials", type=int, default=8, help="TPE trials (default 8)")
+        "search", help="search strategies replayed on a recorded 64-configuration grid, over "
+                       "seeds: gap to the grid's best UA and fraction of its fold-epochs")
+    mode = bench_search.add_mutually_exclusive_group()
+    mode.add_argument("--record", action="store_true",
+                      help="train the grid whole (about an hour here) and write its table "
+                           "search_spaces/bench/grid64.parquet")
+    mode.add_argument("--live", action="store_true",
+                      help="run one strategy through real Ray Tune and compare its "
+                           "decisions with the replay's")
+    bench_search.add_argument("--trials", type=int, default=24,
+                              help="trials per search (default 24)")
+    bench_search.add_argument("--seeds", type=int, default=10,
+                              help="replays per strategy (default 10)")
+    bench_search.add_argument("--strategy", default="tpe+racing+asha",
+                              help="--live: one of ser-ray's strategies the replay compares "
+                                   "(default tpe+racing+asha)")
+    bench_search.add_argument("--seed", type=int, default=0, help="--live: its seed (default 0)")
+    bench_search.add_argument("--out", type=Path, default=None,
+                              help="--record/--live: the experiment directory (default: a "
+                                   "temporary one; --record continues one it finds)")
+    bench_search.add_argument("--cache", type=Path, default=None,
+                              help="--record/--live: feature cache root")
     bench_search.set_defaults(handler=_bench_search)
     return parser
 

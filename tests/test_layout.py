@@ -22,6 +22,8 @@ RAY_IMPORTERS = {
     "ser_ray/train/ray_train.py",
     "ser_ray/study/trial.py",
     "ser_ray/study/tune_run.py",
+    "ser_ray/study/racing.py",  # a Tune scheduler
+    "ser_ray/study/tune_replay.py",  # Tune's searcher and scheduler on recorded curves
 }
 # Import names of distributions whose name differs.
 IMPORT_NAMES = {"pyyaml": "yaml", "scikit-learn": "sklearn"}

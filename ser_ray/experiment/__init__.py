@@ -51,7 +51,7 @@ from ser_ray.experiment.metrics import (
     objective_split,
 )
 from ser_ray.experiment.ranking import RankedConfiguration, best, ranking, variant_order
-from ser_ray.experiment.study_record import StudyRecord
+from ser_ray.experiment.study_record import StudyRecord, scheduler_text
 from ser_ray.experiment.training import (
     PAPER_TRAINING,
     SELECTION_RULES,
@@ -102,6 +102,7 @@ __all__ = [
     "read_replays",
     "read_study_record",
     "recorded_units",
+    "scheduler_text",
     "trials_run",
     "unit_rows",
     "variant_order",

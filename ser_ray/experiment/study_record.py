@@ -64,6 +64,16 @@ class SearchRecord(StrictModel):
     optuna_study: str
 
 
+def scheduler_text(settings: dict[str, Any]) -> str:
+    """A scheduler's kind and the settings it runs with, as the dry run and the report say it.
+
+    >>> scheduler_text({"kind": "racing", "alpha": 0.05})
+    'racing (alpha 0.05)'
+    """
+    rest = ", ".join(f"{name} {value}" for name, value in settings.items() if name != "kind")
+    return f"{settings.get('kind')}" + (f" ({rest})" if rest else "")
+
+
 class CorpusRecord(StrictModel):
     reader: str
     root: str

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ser_ray import plots
-from ser_ray.experiment import METRIC_NAMES, Experiment
+from ser_ray.experiment import METRIC_NAMES, Experiment, scheduler_text
 from ser_ray.papers import load_paper_results
 from ser_ray.report import ablation, papers, search, setup, units
 from ser_ray.report import markup as md
@@ -192,7 +192,7 @@ def _search_section(experiment: Experiment, figures: Path) -> str:
              f"{counts['finished']} finished, {counts['pruned']} pruned, "
              f"{counts['failed']} failed, {counts['replayed']} replayed a recorded "
              f"configuration. Sampler `{record.sampler if record else None}`, scheduler "
-             f"`{record.scheduler.get('kind') if record else None}`. "
+             f"{scheduler_text(record.scheduler) if record else None}. "
              f"Pruned trials stopped early and are not ranked; a failed trial is not retried."]
     leader = search.best_configuration(experiment)
     if leader is not None:

@@ -8,6 +8,7 @@ import torch
 
 from ser_ray import models
 from ser_ray.errors import UserError
+from ser_ray.experiment import scheduler_text
 from ser_ray.study.design import check_study
 from ser_ray.study.schema import ResourceAmounts, StudyConfig, TrialMemory
 from ser_ray.study.storage import storage_child
@@ -33,8 +34,12 @@ def describe_plan(study: StudyConfig) -> str:
     folds = fold_count(study)
     if study.search is not None:
         configurations = study.planned_trials
+        scheduler = study.search.scheduler
         what = [f"search: {configurations} trials, sampler {study.search.sampler}, scheduler "
-                f"{study.search.scheduler.kind}"]
+                f"{scheduler_text(scheduler.settings())}"]
+        if scheduler.kind == "racing" and folds is not None and 2.0 ** -folds > scheduler.alpha:
+            what.append(f"  racing stops no trial: with {folds} folds the smallest one-sided "
+                        f"p-value is {2.0 ** -folds:.3g}, above alpha {scheduler.alpha:g}")
         what += [f"  {name}: {parameter.model_dump(exclude_defaults=True)}"
                  for name, parameter in study.search.parameters.items()]
     else:

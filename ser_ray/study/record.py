@@ -67,7 +67,7 @@ def _search_record(study: StudyConfig, experiment_dir: Path) -> SearchRecord | N
         return None
     return SearchRecord(
         trials=study.planned_trials, sampler=study.search.sampler,
-        scheduler=study.search.scheduler.model_dump(),
+        scheduler=study.search.scheduler.settings(),
         space={name: SearchedParameter(distribution=distribution_to_json(
             parameter.distribution()), when=parameter.when)
             for name, parameter in study.search.parameters.items()},

@@ -293,9 +293,35 @@ class Parameter(StrictModel):
 
 
 class Scheduler(StrictModel):
-    kind: Literal["asha", "none"] = "asha"
+    """When a search stops a trial early: ASHA's rung cut on the fold mean, fold racing (a
+    paired test over folds against the incumbent, `ser_ray.study.racing`), or never.
+
+    Both decide at the same rungs: epochs grace_period × reduction_factor^k below the last."""
+
+    kind: Literal["asha", "racing", "none"] = "asha"
     grace_period: int = Field(1, ge=1, description="epochs before a trial may be stopped")
-    reduction_factor: float = Field(2.0, gt=1)
+    reduction_factor: float = Field(2.0, gt=1, description="rung spacing; ASHA keeps the "
+                                    "top 1/reduction_factor at each rung")
+    alpha: float = Field(0.05, gt=0, lt=1, description="racing: stop a trial when the "
+                         "one-sided paired test over folds says it is worse than the "
+                         "incumbent at this level")
+    min_folds_worse: int = Field(3, ge=1, description="racing: and it is worse on at least "
+                                 "this many folds")
+    asha: bool = Field(False, description="racing: also apply ASHA's rung cut")
+
+    @pydantic.model_validator(mode="after")
+    def _racing_fields_need_racing(self) -> Scheduler:
+        racing_only = sorted({"alpha", "min_folds_worse", "asha"} & self.model_fields_set)
+        if racing_only and self.kind != "racing":
+            raise ValueError(f"{', '.join(racing_only)} apply to kind 'racing' only, not "
+                             f"{self.kind!r}")
+        return self
+
+    def settings(self) -> dict[str, Any]:
+        """The fields its kind uses, as a study's record keeps them."""
+        used = {"none": {"kind"}, "asha": {"kind", "grace_period", "reduction_factor"},
+                "racing": set(type(self).model_fields)}[self.kind]
+        return self.model_dump(include=used)
 
 
 class SearchSpec(StrictModel):

@@ -28,6 +28,7 @@ from ray.tune.search.optuna import OptunaSearch
 from ser_ray.ray_session import ensure_ray
 from ser_ray.study.ledger_writer import TRIAL_PREFIX, LedgerWriter
 from ser_ray.study.optuna_trials import OPTUNA_TRIAL_KEY
+from ser_ray.study.racing import FoldRacingScheduler
 from ser_ray.study.schema import ResourceAmounts, Resources, StudyConfig, TrialMemory
 from ser_ray.study.space import DefineByRun, make_sampler, open_storage
 from ser_ray.study.storage import TUNE_DIR, next_run_name, storage_child
@@ -42,10 +43,9 @@ logger = logging.getLogger(__name__)
 WALL_TIME_PERIOD_S = 10.0
 
 
-class ResolvingSearch(OptunaSearch):
-    """Optuna's Tune searcher whose every sample is resolved into a `TrialPlan` in the
-    driver, so that each trial receives its configuration whole (under `PLAN_KEY`), and whose
-    Optuna trials end in the state they really reached.
+class EpochOptunaSearch(OptunaSearch):
+    """Optuna's Tune searcher with intermediate values indexed by epoch and trials that end
+    in the state they really reached.
 
     Tune ends a trial its scheduler stopped as it ends a finished one, with the last result;
     Optuna's searcher then records it COMPLETE with its early score, and TPE learns from an
@@ -54,21 +54,14 @@ class ResolvingSearch(OptunaSearch):
     and a failed one FAIL, whatever it reported before failing.
     """
 
-    def __init__(self, *args: Any, plan: Callable[[dict[str, Any]], TrialPlan], epochs: int,
-                 **kwargs: Any) -> None:
+    def __init__(self, *args: Any, epochs: int, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.plan = plan
         self.epochs = epochs
         self.last_epochs: dict[str, int] = {}
 
-    def suggest(self, trial_id: str) -> dict[str, Any] | None:
-        sampled = super().suggest(trial_id)
-        if not isinstance(sampled, dict):
-            return sampled  # None (wait) or Searcher.FINISHED
-        return {**sampled, PLAN_KEY: self.plan(sampled).model_dump_json(),
-                OPTUNA_TRIAL_KEY: self._ot_trials[trial_id].number}
-
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        if self.last_epochs.get(trial_id) == result["epoch"]:
+            return  # Tune processes a returned trial's last result twice
         # Intermediate values are indexed by epoch: a retried multi-worker trial resumes at
         # its last epoch while Tune's iteration count starts again.
         super().on_trial_result(trial_id, {**result, TRAINING_ITERATION: result["epoch"]})
@@ -94,6 +87,23 @@ class ResolvingSearch(OptunaSearch):
             logger.warning("Optuna could not record trial %s as %s: %s", trial_id,
                            state.name, failure)
         self._completed_trials.add(trial_id)
+
+
+class ResolvingSearch(EpochOptunaSearch):
+    """An `EpochOptunaSearch` whose every sample is resolved into a `TrialPlan` in the
+    driver, so that each trial receives its configuration whole (under `PLAN_KEY`)."""
+
+    def __init__(self, *args: Any, plan: Callable[[dict[str, Any]], TrialPlan],
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.plan = plan
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        sampled = super().suggest(trial_id)
+        if not isinstance(sampled, dict):
+            return sampled  # None (wait) or Searcher.FINISHED
+        return {**sampled, PLAN_KEY: self.plan(sampled).model_dump_json(),
+                OPTUNA_TRIAL_KEY: self._ot_trials[trial_id].number}
 
 
 def optuna_search(study: StudyConfig, optuna_file: Path,
@@ -138,7 +148,7 @@ def fit(study: StudyConfig, experiment_dir: Path, context: TrialContext,
     tuner = tune.Tuner(
         trainable, param_space=param_space or {},
         tune_config=tune.TuneConfig(
-            search_alg=search_alg, scheduler=_scheduler(study), num_samples=num_samples,
+            search_alg=search_alg, scheduler=study_scheduler(study), num_samples=num_samples,
             max_concurrent_trials=concurrency, reuse_actors=resources.workers == 1,
             time_budget_s=time_left,
             trial_dirname_creator=lambda trial: f"{TRIAL_PREFIX}{trial.trial_id}"),
@@ -217,16 +227,24 @@ def ablation_space(plans: list[TrialPlan]) -> dict[str, Any]:
     return {PLAN_KEY: tune.grid_search([plan.model_dump_json() for plan in plans])}
 
 
-def _scheduler(study: StudyConfig) -> TrialScheduler:
-    if study.search is None or study.search.scheduler.kind != "asha":
+def study_scheduler(study: StudyConfig) -> TrialScheduler:
+    """The search's scheduler (`search.scheduler`); an ablation runs every unit whole."""
+    if study.search is None or study.search.scheduler.kind == "none":
         return FIFOScheduler()
+    scheduler = study.search.scheduler
+    metric = study.objective.metric
+    if scheduler.kind == "racing":
+        return FoldRacingScheduler(
+            metric=metric, mode=study.objective.mode, max_epochs=study.budget.epochs,
+            grace_period=scheduler.grace_period, reduction_factor=scheduler.reduction_factor,
+            alpha=scheduler.alpha, min_folds_worse=scheduler.min_folds_worse,
+            asha=scheduler.asha)
     # Rungs count epochs, not reports: a retried TorchTrainer trial resumes at its last
     # epoch while Tune's iteration count starts again.
     return ASHAScheduler(
-        metric=selected_metric(study.objective.metric), mode=study.objective.mode,
-        time_attr="epoch",
-        max_t=study.budget.epochs, grace_period=study.search.scheduler.grace_period,
-        reduction_factor=study.search.scheduler.reduction_factor)
+        metric=selected_metric(metric), mode=study.objective.mode, time_attr="epoch",
+        max_t=study.budget.epochs, grace_period=scheduler.grace_period,
+        reduction_factor=scheduler.reduction_factor)
 
 
 class LedgerCallback(tune.Callback):

@@ -25,7 +25,18 @@ SELECTION_METRIC = "ua_wa_mean"
 # number a study ranks a configuration by, had it stopped at that epoch, and so the number
 # its scheduler prunes on and its searcher learns from (`selected_metric`).
 SELECTED_PREFIX = "selected_"
+BY_FOLD_PREFIX = "by_fold_"
 Record = dict[str, Any]
+
+
+def selected_by_fold(metric: str) -> str:
+    """The epoch-summary key of a metric's per-fold values at the selected epochs so far,
+    `{fold: value}`: what a scheduler that pairs configurations by fold compares.
+
+    >>> selected_by_fold("unweighted_accuracy")
+    'by_fold_selected_unweighted_accuracy'
+    """
+    return BY_FOLD_PREFIX + selected_metric(metric)
 
 
 def selected_metric(metric: str) -> str:
@@ -60,7 +71,8 @@ def epoch_summary(records: Sequence[Record],
                   selected: Sequence[Record] | None = None) -> dict[str, Any]:
     """Fold-mean (and sd) metrics of one epoch across folds and, given each fold's record at
     its selected epoch so far (`selected_so_far`), their fold means under `selected_metric`
-    keys: under 'last' the same numbers, under 'best-…' the best epoch's so far.
+    keys (under 'last' the same numbers, under 'best-…' the best epoch's so far) and the
+    folds' own values under `selected_by_fold` keys.
 
     >>> record = lambda fold, epoch, ua: {"fold": fold, "epoch": epoch, "train_loss": 1.0,
     ...     "test": {"unweighted_accuracy": ua, "weighted_accuracy": ua, "ua_wa_mean": ua,
@@ -69,6 +81,8 @@ def epoch_summary(records: Sequence[Record],
     ...                         selected=[record(0, 1, 0.625), record(1, 2, 0.75)])
     >>> summary["unweighted_accuracy"], summary["selected_unweighted_accuracy"]
     (0.625, 0.6875)
+    >>> summary["by_fold_selected_unweighted_accuracy"]
+    {'0': 0.625, '1': 0.75}
     """
     summary: dict[str, Any] = {"epoch": int(records[0]["epoch"]), "folds": len(records),
                                "train_loss": float(np.mean([r["train_loss"] for r in records]))}
@@ -83,6 +97,8 @@ def epoch_summary(records: Sequence[Record],
             if selected is not None:
                 summary[selected_metric(prefix + name)] = float(np.mean(
                     [record[split][name] for record in selected]))
+                summary[selected_by_fold(prefix + name)] = {
+                    str(record["fold"]): float(record[split][name]) for record in selected}
     return summary
 
 

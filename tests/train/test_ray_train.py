@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
+from ray.train import UserCallback
 
 from ser_ray.cli import main
 from ser_ray.train import train_folds
@@ -16,13 +18,37 @@ from tests.train.test_loop import make_job, without_timing
 pytestmark = pytest.mark.usefixtures("ray_session")
 
 
+class ReportsToFile(UserCallback):
+    """Every report's metrics, as rank 0 sent them, one JSON line each (the callback runs in
+    Train's controller, another process)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def after_report(self, run_context: Any, metrics: list[dict[str, Any]],
+                     checkpoint: Any) -> None:
+        with self.path.open("a") as lines:
+            lines.write(json.dumps(metrics[0]) + "\n")
+
+
 def test_two_workers_train_two_folds_like_the_plain_loop(tiny_study, tmp_path: Path) -> None:
     job = make_job(tiny_study).model_copy(update={"fold_indices": (0, 1)})
-    on_ray = train_folds_on_ray(job, storage_path=tmp_path, name="fold-parallel", workers=2)
+    reports = tmp_path / "reports.jsonl"
+    on_ray = train_folds_on_ray(job, storage_path=tmp_path, name="fold-parallel", workers=2,
+                                callbacks=[ReportsToFile(reports)])
     in_process = train_folds(job)
     assert sorted(on_ray.histories) == [0, 1]
     assert all(len(history) == 2 for history in on_ray.histories.values())
     assert without_timing(on_ray.histories) == without_timing(in_process.histories)
+    # Each epoch's report carries every fold's score at its selected epoch, gathered from
+    # both workers: what fold racing pairs trials by.
+    for line in reports.read_text().splitlines():
+        report = json.loads(line)
+        by_fold = report["by_fold_selected_unweighted_accuracy"]
+        assert set(by_fold) == {"0", "1"}
+        assert sum(by_fold.values()) / 2 == pytest.approx(
+            report["selected_unweighted_accuracy"])
+    assert len(reports.read_text().splitlines()) == 2
     summary = on_ray.summary()
     assert summary["pooled"]["support"] == sum(f["support"] for f in summary["folds"].values())
     assert set(on_ray.predictor_state) == set(in_process.predictor_state)

@@ -72,9 +72,8 @@ def test_summaries_are_medians_and_quartiles_over_seeds() -> None:
                        curves={"a": ({"0": 0.5, "1": 0.5}, {"0": 0.6, "1": 0.8}),
                                "b": ({"0": 0.4, "1": 0.4}, {"0": 0.6, "1": 0.6})})
     assert table.best == pytest.approx(0.7) and table.fold_epochs == 8
-    outcomes = [search.Outcome(pick=0.7, fold_epochs=2, trials=1),
-                search.Outcome(pick=0.6, fold_epochs=4, trials=2),
-                search.Outcome(pick=None, fold_epochs=8, trials=2)]
+    outcomes = [search.Outcome(pick=0.7, fold_epochs=2), search.Outcome(pick=0.6, fold_epochs=4),
+                search.Outcome(pick=None, fold_epochs=8)]
     summary = search.summarize(table, outcomes)
     assert summary["gap_pp_median"] == pytest.approx(5.0)
     assert summary["gap_pp_iqr"] == pytest.approx([2.5, 7.5])

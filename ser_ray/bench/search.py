@@ -9,9 +9,10 @@ would pick instead) runs TPE with its own pruners: `MedianPruner` and `Hyperband
 the fold mean per epoch, `WilcoxonPruner` over folds trained one after the other.
 
 Every strategy gets the same trial budget, one trial at a time; a configuration proposed
-again costs nothing (ser-ray replays it from the ledger; Optuna alone is given the same
-memo). Per seed, a strategy's pick is its best configuration that trained every epoch of
-every fold, and it is scored by that configuration's final fold-mean UA in the table:
+again costs nothing (ser-ray replays its recorded epochs through the scheduler; Optuna alone
+is told its first run's reports and end again). Per seed, a strategy's pick is its best
+configuration that trained every epoch of every fold, and it is scored by that
+configuration's final fold-mean UA in the table:
 gap_pp = 100 × (the grid's best − the pick's), fraction = fold-epochs trained / the grid's.
 
 `--live` runs one strategy through real Ray Tune on the grid's study, one trial at a time,
@@ -37,7 +38,7 @@ from ser_ray.errors import UserError
 from ser_ray.study.schema import StudyConfig, load_study
 from ser_ray.study.space import DefineByRun, sampled_changes
 
-# Rungs for ASHA, racing and Hyperband alike: epochs 1, 3 and 9 of 12.
+# Rungs for ASHA and racing (epochs 1, 3 and 9 of 12), and Hyperband's first bracket.
 GRACE_PERIOD = 1
 REDUCTION_FACTOR = 3.0
 RACING = {"kind": "racing", "grace_period": GRACE_PERIOD,
@@ -57,11 +58,10 @@ OPTUNA_PRUNERS = ("median", "hyperband", "wilcoxon")
 @dataclass(frozen=True)
 class Outcome:
     """One strategy at one seed: its pick's final fold-mean objective (None: nothing trained
-    to the end), the fold-epochs it trained, its trials."""
+    to the end) and the fold-epochs it trained."""
 
     pick: float | None
     fold_epochs: int
-    trials: int
 
 
 def strategy_study(strategy: str, seed: int, trials: int,
@@ -79,7 +79,7 @@ def run_ser_ray(table: CurveTable, strategy: str, seed: int, trials: int) -> Out
     finished = [configuration_key(trial.changes) for trial in replayed if trial.complete]
     return Outcome(pick=_best(table, finished),
                    fold_epochs=sum(trial.epochs for trial in replayed if trial.trained)
-                   * len(table.folds), trials=len(replayed))
+                   * len(table.folds))
 
 
 def run_optuna(table: CurveTable, pruner_name: str, seed: int, trials: int) -> Outcome:
@@ -92,11 +92,15 @@ def run_optuna(table: CurveTable, pruner_name: str, seed: int, trials: int) -> O
               "hyperband": lambda: optuna.pruners.HyperbandPruner(
                   min_resource=GRACE_PERIOD, max_resource=table.epochs,
                   reduction_factor=int(REDUCTION_FACTOR)),
-              "wilcoxon": lambda: optuna.pruners.WilcoxonPruner(p_threshold=RACING["alpha"]),
+              # Optuna's default threshold: it compares p < threshold, and with the four
+              # folds it can ask about, no p falls below 1/16.
+              "wilcoxon": lambda: optuna.pruners.WilcoxonPruner(),
               }[pruner_name]()
     sampler = optuna.samplers.TPESampler(seed=seed,
                                          n_startup_trials=study.search.n_startup_trials)
-    optuna_study = optuna.create_study(direction="maximize" if table.mode == "max"
+    # Named: Hyperband assigns brackets by a hash of the study's name and the trial number.
+    optuna_study = optuna.create_study(study_name=f"bench-{pruner_name}-{seed}",
+                                       direction="maximize" if table.mode == "max"
                                        else "minimize", sampler=sampler, pruner=pruner)
     space = DefineByRun(study.search.parameters)
     evaluate = _by_fold if pruner_name == "wilcoxon" else _by_epoch
@@ -120,7 +124,7 @@ def run_optuna(table: CurveTable, pruner_name: str, seed: int, trials: int) -> O
         else:
             optuna_study.tell(trial, value)
             finished.append(key)
-    return Outcome(pick=_best(table, finished), fold_epochs=fold_epochs, trials=trials)
+    return Outcome(pick=_best(table, finished), fold_epochs=fold_epochs)
 
 
 def _by_epoch(table: CurveTable, key: str, trial: optuna.Trial,

@@ -2,7 +2,8 @@
 
 The study stage builds one `StudyRecord` before any trial runs; the report reads nothing else
 about the study. Sections that echo the study YAML as written (the corpus selection, the
-base model options, the `train` overrides, the scheduler) are kept as the YAML gives them.
+base model options, the `train` overrides) are kept as the YAML gives them; the scheduler as
+the settings its kind uses, defaults included.
 """
 
 from __future__ import annotations
@@ -70,8 +71,11 @@ def scheduler_text(settings: dict[str, Any]) -> str:
     >>> scheduler_text({"kind": "racing", "alpha": 0.05})
     'racing (alpha 0.05)'
     """
-    rest = ", ".join(f"{name} {value}" for name, value in settings.items() if name != "kind")
-    return f"{settings.get('kind')}" + (f" ({rest})" if rest else "")
+    kind = settings.get("kind")
+    # Records written before schedulers saved only their kind's settings hold every field.
+    rest = "" if kind == "none" else ", ".join(
+        f"{name} {value}" for name, value in settings.items() if name != "kind")
+    return f"{kind}" + (f" ({rest})" if rest else "")
 
 
 class CorpusRecord(StrictModel):

@@ -10,7 +10,7 @@ from ser_ray import models
 from ser_ray.errors import UserError
 from ser_ray.experiment import scheduler_text
 from ser_ray.study.design import check_study
-from ser_ray.study.schema import ResourceAmounts, StudyConfig, TrialMemory
+from ser_ray.study.schema import ResourceAmounts, Scheduler, StudyConfig, TrialMemory
 from ser_ray.study.storage import storage_child
 
 IEMOCAP_SESSIONS = 5
@@ -29,6 +29,18 @@ def fold_count(study: StudyConfig) -> int | None:
     return None
 
 
+def _unreachable_racing(scheduler: Scheduler, folds: int) -> list[str]:
+    """What keeps fold racing from ever stopping a trial with this many folds."""
+    lines = []
+    if 2.0 ** -folds > scheduler.alpha:
+        lines.append(f"  racing stops no trial: with {folds} folds the smallest one-sided "
+                     f"p-value is {2.0 ** -folds:.3g}, above alpha {scheduler.alpha:g}")
+    if scheduler.min_folds_worse > folds:
+        lines.append(f"  racing stops no trial: min_folds_worse {scheduler.min_folds_worse} "
+                     f"exceeds the {folds} folds")
+    return lines
+
+
 def describe_plan(study: StudyConfig) -> str:
     variants = check_study(study)
     folds = fold_count(study)
@@ -37,9 +49,8 @@ def describe_plan(study: StudyConfig) -> str:
         scheduler = study.search.scheduler
         what = [f"search: {configurations} trials, sampler {study.search.sampler}, scheduler "
                 f"{scheduler_text(scheduler.settings())}"]
-        if scheduler.kind == "racing" and folds is not None and 2.0 ** -folds > scheduler.alpha:
-            what.append(f"  racing stops no trial: with {folds} folds the smallest one-sided "
-                        f"p-value is {2.0 ** -folds:.3g}, above alpha {scheduler.alpha:g}")
+        if scheduler.kind == "racing" and folds is not None:
+            what += _unreachable_racing(scheduler, folds)
         what += [f"  {name}: {parameter.model_dump(exclude_defaults=True)}"
                  for name, parameter in study.search.parameters.items()]
     else:

@@ -8,8 +8,9 @@ paired by fold with the incumbent's at the same rung — the trial with the best
 there — and the trial stops when a one-sided Wilcoxon signed-rank test says it is worse at
 level `alpha` and it is worse on at least `min_folds_worse` folds. The p-value is the exact
 permutation p over the 2^n sign flips of the n non-zero differences (scipy's
-`PermutationMethod`), valid with tied differences; with n folds the smallest p attainable
-is 2^-n, so 5 folds stop a trial at α = 0.05 only when it is worse on all five.
+`PermutationMethod`, every flip enumerated), valid with tied differences, up to 16 folds;
+beyond, scipy's normal approximation. With n folds the smallest p attainable is 2^-n, so 5
+folds stop a trial at α = 0.05 only when it is worse on all five.
 
 `FoldRacingScheduler` is the Tune scheduler; `race_verdict` the rule alone. Both serve the
 live study and `ser-ray bench search`'s replay, so a replayed decision is the live one.
@@ -31,6 +32,9 @@ from ser_ray.train.results import selected_by_fold, selected_metric
 
 FoldScores = Mapping[str, float]
 logger = logging.getLogger(__name__)
+# Up to this many non-zero differences the p-value enumerates every sign flip (2^16 = 65,536);
+# beyond, the normal approximation with tie correction, deterministic as well.
+EXACT_FOLDS = 16
 
 
 @dataclass(frozen=True)
@@ -61,8 +65,10 @@ def race_verdict(candidate: FoldScores, incumbent: FoldScores, mode: str, alpha:
     worse = int(np.sum(differences < 0))
     if not np.any(differences != 0):
         return Verdict(stop=False, paired_folds=len(folds), worse_folds=worse, p_value=1.0)
+    nonzero = int(np.sum(differences != 0))
+    method = stats.PermutationMethod(n_resamples=np.inf) if nonzero <= EXACT_FOLDS else "approx"
     p_value = float(stats.wilcoxon(differences, alternative="less", zero_method="wilcox",
-                                   method=stats.PermutationMethod()).pvalue)
+                                   method=method).pvalue)
     return Verdict(stop=worse >= min_folds_worse and p_value <= alpha,
                    paired_folds=len(folds), worse_folds=worse, p_value=p_value)
 
@@ -135,9 +141,10 @@ class FoldRacingScheduler(FIFOScheduler):
         rung = next((rung for rung in reversed(self.rungs) if epoch >= rung), None)
         if rung is None or trial_id in self.recorded[rung]:
             return False
-        others = self.recorded[rung]
+        # A trial whose fold mean is not a number cannot lead.
+        rivals = [seen for seen in self.recorded[rung].values() if math.isfinite(seen[0])]
         self.recorded[rung][trial_id] = (mean, folds)
-        if not others:
+        if not rivals:
             return False
         if not self.warned and 2.0 ** -len(folds) > self.alpha:
             self.warned = True
@@ -146,7 +153,7 @@ class FoldRacingScheduler(FIFOScheduler):
                            self.alpha)
         sign = 1.0 if self.mode == "max" else -1.0
         # The first of equal bests leads; a trial that leads is never stopped.
-        incumbent_mean, incumbent_folds = max(others.values(), key=lambda seen: sign * seen[0])
+        incumbent_mean, incumbent_folds = max(rivals, key=lambda seen: sign * seen[0])
         if sign * mean >= sign * incumbent_mean:
             return False
         return race_verdict(folds, incumbent_folds, self.mode, self.alpha,

@@ -311,7 +311,9 @@ class Scheduler(StrictModel):
 
     @pydantic.model_validator(mode="after")
     def _racing_fields_need_racing(self) -> Scheduler:
-        racing_only = sorted({"alpha", "min_folds_worse", "asha"} & self.model_fields_set)
+        # Defaults pass: a study's saved YAML spells every field out.
+        racing_only = sorted(name for name in ("alpha", "min_folds_worse", "asha")
+                             if getattr(self, name) != type(self).model_fields[name].default)
         if racing_only and self.kind != "racing":
             raise ValueError(f"{', '.join(racing_only)} apply to kind 'racing' only, not "
                              f"{self.kind!r}")

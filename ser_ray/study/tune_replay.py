@@ -4,8 +4,9 @@ time: what `ser-ray bench search` replays each strategy with.
 The objects are the live ones (`EpochOptunaSearch` on the study's space and sampler,
 `study_scheduler`), and they hear the calls Ray 2.60's `TuneController` makes, in its order:
 each epoch's flattened result goes to the scheduler and, unless it stops the trial, to the
-searcher; a trial whose function returns has its last result processed once more (Tune's
-duplicate result); then both hear `on_trial_complete` with the last result. A configuration
+searcher; when the scheduler stops the trial or its function returns (Tune's duplicate last
+result, marked done, reaches neither), the scheduler and then the searcher hear
+`on_trial_complete` with the last result. A configuration
 the search proposes again trains nothing and reports the epochs it was recorded with
 (`study.trial`'s replay of recorded units), as it does live.
 """
@@ -69,18 +70,14 @@ def replay_search(study: StudyConfig, curve: Callable[[dict[str, Any]], Curve],
         changes = sampled_changes(searcher.suggest(trial.trial_id))
         key = json.dumps(changes, sort_keys=True)
         scores = curve(changes)[:recorded.get(key, study.budget.epochs)]
+        if not scores:
+            raise ValueError(f"no recorded epochs for configuration {key}")
         scheduler.on_trial_add(None, trial)
-        stopped, last = False, {}
         for epoch, folds in enumerate(scores, start=1):
             last = epoch_result(epoch, folds, metric)
             if scheduler.on_trial_result(None, trial, last) == TrialScheduler.STOP:
-                stopped = True
                 break
             searcher.on_trial_result(trial.trial_id, last)
-        if not stopped:  # the function returned: Tune processes its last result again
-            duplicate = {**last, "done": True}
-            if scheduler.on_trial_result(None, trial, duplicate) != TrialScheduler.STOP:
-                searcher.on_trial_result(trial.trial_id, duplicate)
         scheduler.on_trial_complete(None, trial, last)
         searcher.on_trial_complete(trial.trial_id, result=last)
         replayed.append(ReplayedTrial(changes=changes, epochs=last["epoch"],

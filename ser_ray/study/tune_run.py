@@ -60,8 +60,6 @@ class EpochOptunaSearch(OptunaSearch):
         self.last_epochs: dict[str, int] = {}
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
-        if self.last_epochs.get(trial_id) == result["epoch"]:
-            return  # Tune processes a returned trial's last result twice
         # Intermediate values are indexed by epoch: a retried multi-worker trial resumes at
         # its last epoch while Tune's iteration count starts again.
         super().on_trial_result(trial_id, {**result, TRAINING_ITERATION: result["epoch"]})

@@ -61,6 +61,15 @@ def test_ties_and_missing_folds_are_left_out_of_the_test() -> None:
     assert verdict.p_value == pytest.approx(1 / 4) and verdict.stop
 
 
+def test_the_p_value_is_exact_beyond_the_resampling_default() -> None:
+    many = {str(fold): 0.5 for fold in range(14)}
+    worse = {fold: 0.4 for fold in many}
+    verdict = race_verdict(worse, many, "max", 0.05, 1)
+    assert verdict.p_value == 2.0 ** -14  # every one of the 2^14 sign flips, not a sample
+    mixed = {fold: 0.4 + 0.001 * int(fold) * (-1) ** int(fold) for fold in many}
+    assert race_verdict(mixed, many, "max", 0.05, 1) == race_verdict(mixed, many, "max", 0.05, 1)
+
+
 def test_under_mode_min_higher_is_worse() -> None:
     higher = {fold: value + 0.1 for fold, value in INCUMBENT.items()}
     assert race_verdict(higher, INCUMBENT, "min", 0.05, 5).stop
@@ -107,6 +116,16 @@ def test_the_scheduler_races_at_rungs_only_and_never_stops_the_incumbent() -> No
     assert set(scheduler.recorded[3]) == {"a", "b", "c"}
 
 
+def test_a_trial_without_a_fold_mean_never_leads() -> None:
+    scheduler = racer()
+    for name in ("nan", "good", "bad"):
+        scheduler.on_trial_add(None, Trial(name))
+    assert report(scheduler, "nan", 1, scores(*[float("nan")] * 5)) == TrialScheduler.CONTINUE
+    assert report(scheduler, "good", 1, INCUMBENT) == TrialScheduler.CONTINUE
+    worse = {fold: value - 0.1 for fold, value in INCUMBENT.items()}
+    assert report(scheduler, "bad", 1, worse) == TrialScheduler.STOP
+
+
 def test_racing_with_asha_also_stops_below_the_rung_cut() -> None:
     alone, combined = racer(), racer(asha=True)
     # Three trials at rung 1, each better than the last on some folds only: racing alone
@@ -131,6 +150,8 @@ def test_rungs_are_ashas_milestones_below_the_last_epoch() -> None:
 def test_racing_settings_belong_to_racing() -> None:
     with pytest.raises(ValueError, match="alpha apply to kind 'racing' only, not 'asha'"):
         Scheduler(kind="asha", alpha=0.1)
+    # A saved study spells every field out, defaults included: it loads again.
+    assert Scheduler(**Scheduler(kind="asha").model_dump()).kind == "asha"
     assert Scheduler(kind="asha").settings() == {"kind": "asha", "grace_period": 1,
                                                  "reduction_factor": 2.0}
     assert Scheduler(kind="racing", asha=True).settings()["asha"] is True

@@ -298,13 +298,24 @@ def _bench_train(args: argparse.Namespace) -> None:
     bench_train(args.epochs, args.utterances_per_speaker, cpus=args.cpus, rounds=args.rounds)
 
 
+def _trial_budgets(text: str) -> tuple[int, ...]:
+    try:
+        budgets = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        budgets = ()
+    if not budgets or min(budgets) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: trial budgets are positive integers, "
+                                         f"e.g. 12 or 8,12,24")
+    return budgets
+
+
 def _bench_search(args: argparse.Namespace) -> None:
     from ser_ray.bench import search
 
     if args.record:
         search.record(args.out, args.cache)
     elif args.live:
-        search.live_check(args.strategy, args.seed, args.trials, args.out, args.cache)
+        search.live_check(args.strategy, args.seed, args.trials[0], args.out, args.cache)
     else:
         search.bench_search(args.trials, args.seeds)
 
@@ -525,8 +536,9 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--live", action="store_true",
                       help="run one strategy through real Ray Tune and compare its "
                            "decisions with the replay's")
-    bench_search.add_argument("--trials", type=int, default=24,
-                              help="trials per search (default 24)")
+    bench_search.add_argument("--trials", type=_trial_budgets, default=(12,),
+                              help="trials per search; a comma list replays each budget, the "
+                                   "first is the headline (default 12; --live: the first)")
     bench_search.add_argument("--seeds", type=int, default=10,
                               help="replays per strategy (default 10)")
     bench_search.add_argument("--strategy", default="tpe+racing+asha",

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,7 @@ from ser_ray.study.space import DefineByRun, sampled_changes
 GRACE_PERIOD = 1
 REDUCTION_FACTOR = 3.0
 RACING = {"kind": "racing", "grace_period": GRACE_PERIOD,
-          "reduction_factor": REDUCTION_FACTOR, "alpha": 0.05, "min_folds_worse": 4}
+          "reduction_factor": REDUCTION_FACTOR, "alpha": 0.05}
 ASHA = {"kind": "asha", "grace_period": GRACE_PERIOD, "reduction_factor": REDUCTION_FACTOR}
 # ser-ray's strategies as study overrides (sampler, scheduler); the seed is the sampler's.
 SER_RAY_STRATEGIES: dict[str, dict[str, Any]] = {
@@ -88,14 +89,17 @@ def run_optuna(table: CurveTable, pruner_name: str, seed: int, trials: int) -> O
     random order (wilcoxon, as Optuna's documentation runs it)."""
     study = load_study(GRID_STUDY)
     assert study.search is not None
-    pruner = {"median": lambda: optuna.pruners.MedianPruner(),
+    make_pruner = {"median": lambda: optuna.pruners.MedianPruner(),
               "hyperband": lambda: optuna.pruners.HyperbandPruner(
                   min_resource=GRACE_PERIOD, max_resource=table.epochs,
                   reduction_factor=int(REDUCTION_FACTOR)),
               # Optuna's default threshold: it compares p < threshold, and with the four
               # folds it can ask about, no p falls below 1/16.
-              "wilcoxon": lambda: optuna.pruners.WilcoxonPruner(),
-              }[pruner_name]()
+              "wilcoxon": optuna.pruners.WilcoxonPruner,
+              }[pruner_name]
+    with warnings.catch_warnings():  # WilcoxonPruner is marked experimental
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        pruner = make_pruner()
     sampler = optuna.samplers.TPESampler(seed=seed,
                                          n_startup_trials=study.search.n_startup_trials)
     # Named: Hyperband assigns brackets by a hash of the study's name and the trial number.
@@ -194,25 +198,37 @@ def _rounded(value: float, digits: int) -> float:
     return round(float(value), digits)
 
 
-def bench_search(trials: int = 24, seeds: int = 10) -> dict[str, Any]:
-    """Replay every strategy for `seeds` seeds of `trials` trials each."""
+def bench_search(budgets: Sequence[int] = (12,), seeds: int = 10) -> dict[str, Any]:
+    """Replay every strategy for `seeds` seeds at each trial budget; the first budget is the
+    headline (`strategies` in the JSON line), every one is under `by_budget`."""
     table = CurveTable.read()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    print(f"table: {table.study}, {len(table.curves)} configurations × {len(table.folds)} "
+          f"folds × {table.epochs} epochs = {table.fold_epochs} fold-epochs; best fold-mean "
+          f"{table.metric} {table.best:.4f}; {seeds} seeds per strategy")
+    by_budget = {trials: _replay_budget(table, trials, seeds) for trials in budgets}
+    figures = {"benchmark": "search", "table": table.study, "grid_best": round(table.best, 4),
+               "grid_fold_epochs": table.fold_epochs, "trials": budgets[0], "seeds": seeds,
+               "strategies": by_budget[budgets[0]],
+               "by_budget": {str(trials): results for trials, results in by_budget.items()}}
+    print(json.dumps(figures))
+    return figures
+
+
+def _replay_budget(table: CurveTable, trials: int, seeds: int) -> dict[str, dict[str, Any]]:
     results: dict[str, dict[str, Any]] = {
         "grid": {"gap_pp_median": 0.0, "gap_pp_iqr": [0.0, 0.0], "fraction_median": 1.0,
                  "fraction_iqr": [1.0, 1.0], "within_1pp": seeds, "no_pick": 0,
                  "seeds": seeds}}
     every = strategies(table, trials)
-    with tqdm(total=len(every) * seeds, desc="replay", unit="run") as progress:
+    with tqdm(total=len(every) * seeds, desc=f"replay, {trials} trials", unit="run") as progress:
         for strategy in every:
             outcomes = []
             for seed in range(seeds):
                 outcomes.append(strategy.run(seed))
                 progress.update()
             results[strategy.name] = summarize(table, outcomes)
-    print(f"table: {table.study}, {len(table.curves)} configurations × {len(table.folds)} "
-          f"folds × {table.epochs} epochs = {table.fold_epochs} fold-epochs; best fold-mean "
-          f"{table.metric} {table.best:.4f}; {trials} trials per search, {seeds} seeds")
+    print(f"\n{trials} trials per search (the grid: all {len(table.curves)})")
     print(tabulate([(name, figures["gap_pp_median"], _interval(figures["gap_pp_iqr"]),
                      f"{figures['fraction_median']:.1%}",
                      _interval([f"{value:.1%}" for value in figures["fraction_iqr"]]),
@@ -220,11 +236,7 @@ def bench_search(trials: int = 24, seeds: int = 10) -> dict[str, Any]:
                     for name, figures in results.items()],
                    headers=["strategy", "gap pp (median)", "gap IQR", "fold-epochs (median)",
                             "fold-epochs IQR", "seeds within 1 pp"]))
-    figures = {"benchmark": "search", "table": table.study, "grid_best": round(table.best, 4),
-               "grid_fold_epochs": table.fold_epochs, "trials": trials, "seeds": seeds,
-               "strategies": results}
-    print(json.dumps(figures))
-    return figures
+    return results
 
 
 def _interval(bounds: list[Any]) -> str:

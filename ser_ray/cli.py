@@ -298,6 +298,12 @@ def _bench_train(args: argparse.Namespace) -> None:
     bench_train(args.epochs, args.utterances_per_speaker, cpus=args.cpus, rounds=args.rounds)
 
 
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: a positive integer")
+    return int(text)
+
+
 def _trial_budgets(text: str) -> tuple[int, ...]:
     try:
         budgets = tuple(int(part) for part in text.split(","))
@@ -312,12 +318,27 @@ def _trial_budgets(text: str) -> tuple[int, ...]:
 def _bench_search(args: argparse.Namespace) -> None:
     from ser_ray.bench import search
 
+    given = {"--strategy": args.strategy is not None, "--seed": args.seed is not None,
+             "--out": args.out is not None, "--cache": args.cache is not None,
+             "--seeds": args.seeds is not None, "--trials": args.trials is not None}
+    applies = {"record": {"--out", "--cache"},
+               "live": {"--strategy", "--seed", "--out", "--cache", "--trials"},
+               "replay": {"--trials", "--seeds"}}
+    mode = "record" if args.record else "live" if args.live else "replay"
+    stray = sorted(name for name, set_ in given.items() if set_ and name not in applies[mode])
+    what = "the replay" if mode == "replay" else f"--{mode}"
+    if stray:
+        raise UserError(f"{what} takes {', '.join(sorted(applies[mode]))}, not "
+                        f"{', '.join(stray)}")
+    if args.live and args.trials is not None and len(args.trials) > 1:
+        raise UserError(f"--live runs one trial budget, not {len(args.trials)}")
     if args.record:
         search.record(args.out, args.cache)
     elif args.live:
-        search.live_check(args.strategy, args.seed, args.trials[0], args.out, args.cache)
+        search.live_check(args.strategy or "tpe+racing", args.seed or 0,
+                          (args.trials or (12,))[0], args.out, args.cache)
     else:
-        search.bench_search(args.trials, args.seeds)
+        search.bench_search(args.trials or (12,), args.seeds or 10)
 
 
 def _models(args: argparse.Namespace) -> None:
@@ -536,15 +557,16 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--live", action="store_true",
                       help="run one strategy through real Ray Tune and compare its "
                            "decisions with the replay's")
-    bench_search.add_argument("--trials", type=_trial_budgets, default=(12,),
+    bench_search.add_argument("--trials", type=_trial_budgets, default=None,
                               help="trials per search; a comma list replays each budget, the "
-                                   "first is the headline (default 12; --live: the first)")
-    bench_search.add_argument("--seeds", type=int, default=10,
+                                   "first is the headline (default 12; --live: one budget)")
+    bench_search.add_argument("--seeds", type=_positive_int, default=None,
                               help="replays per strategy (default 10)")
-    bench_search.add_argument("--strategy", default="tpe+racing+asha",
+    bench_search.add_argument("--strategy", default=None,
                               help="--live: one of ser-ray's strategies the replay compares "
-                                   "(default tpe+racing+asha)")
-    bench_search.add_argument("--seed", type=int, default=0, help="--live: its seed (default 0)")
+                                   "(default tpe+racing)")
+    bench_search.add_argument("--seed", type=int, default=None,
+                              help="--live: its sampler seed (default 0)")
     bench_search.add_argument("--out", type=Path, default=None,
                               help="--record/--live: the experiment directory (default: a "
                                    "temporary one; --record continues one it finds)")

@@ -93,8 +93,8 @@ def run_optuna(table: CurveTable, pruner_name: str, seed: int, trials: int) -> O
               "hyperband": lambda: optuna.pruners.HyperbandPruner(
                   min_resource=GRACE_PERIOD, max_resource=table.epochs,
                   reduction_factor=int(REDUCTION_FACTOR)),
-              # Optuna's default threshold: it compares p < threshold, and with the four
-              # folds it can ask about, no p falls below 1/16.
+              # Optuna's default threshold (0.1): the pruner asks about at most four folds,
+              # whose smallest p is 1/16, and prunes on p < threshold.
               "wilcoxon": optuna.pruners.WilcoxonPruner,
               }[pruner_name]
     with warnings.catch_warnings():  # WilcoxonPruner is marked experimental
@@ -265,6 +265,7 @@ def live_check(strategy: str, seed: int, trials: int, out: Path | None,
         raise UserError(f"--strategy {strategy!r}: a live check runs one of "
                         f"{', '.join(SER_RAY_STRATEGIES)}")
     table = CurveTable.read(table_path)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     # One trial at a time: the order of results, and so every decision, is the replay's.
     study = strategy_study(strategy, seed, trials, study_path,
                            **{"resources.max_concurrent_trials": 1})
@@ -275,7 +276,9 @@ def live_check(strategy: str, seed: int, trials: int, out: Path | None,
     from ser_ray.study.tune_replay import replay_search
 
     replay = replay_search(study, table.curve, trials)
-    replayed = [(trial.changes, trial.epochs, trial.complete) for trial in replay]
+    # A replayed trial ends COMPLETE (every epoch) or PRUNED, as the live searcher tells Optuna.
+    replayed = [(trial.changes, trial.epochs, "COMPLETE" if trial.complete else "PRUNED")
+                for trial in replay]
     differing = [number for number, (a, b) in enumerate(zip(live, replayed)) if a != b]
     mismatched_scores = sum(table.curve(changes)[epoch - 1][fold] != score
                             for changes, fold, epoch, score in scores)
@@ -285,15 +288,14 @@ def live_check(strategy: str, seed: int, trials: int, out: Path | None,
                "trials": len(live),
                "decisions_equal": not differing and len(live) == len(replayed),
                "differing_trials": differing,
-               "stopped_trials": sum(not complete for _, _, complete in live),
+               "pruned_trials": sum(state == "PRUNED" for _, _, state in live),
                "live_fold_epochs": trained,
                "replay_fold_epochs": replay_fold_epochs,
                "scores_compared": len(scores), "scores_differing_from_table": mismatched_scores}
-    for number, ((changes, epochs, complete), replay) in enumerate(zip(live, replayed)):
-        mark = "" if (changes, epochs, complete) == replay else \
-            f"   ≠ replay: {replay[1]} epochs, {'complete' if replay[2] else 'stopped'}"
-        print(f"trial {number:>2}: {configuration_key(changes)}  {epochs} epochs, "
-              f"{'complete' if complete else 'stopped'}{mark}")
+    for number, (decision, expected) in enumerate(zip(live, replayed)):
+        changes, epochs, state = decision
+        mark = "" if decision == expected else f"   ≠ replay: {expected[1]} epochs, {expected[2]}"
+        print(f"trial {number:>2}: {configuration_key(changes)}  {epochs} epochs, {state}{mark}")
     print(f"live decisions {'equal' if figures['decisions_equal'] else 'differ from'} the "
           f"replay's ({len(differing)} of {len(live)} trials differ); {trained} fold-epochs "
           f"trained live, {replay_fold_epochs} in the replay; {mismatched_scores} of "
@@ -312,18 +314,18 @@ def _run_live(study: StudyConfig, study_path: Path, experiment_dir: Path,
 
 
 def live_trials(study: StudyConfig, experiment_dir: Path
-                ) -> tuple[list[tuple[dict[str, Any], int, bool]], int,
+                ) -> tuple[list[tuple[dict[str, Any], int, str]], int,
                            list[tuple[dict[str, Any], str, int, float]]]:
     """What a live search decided, read from its Optuna storage (each trial's configuration,
-    last epoch and whether it completed, by trial number), the fold-epochs its ledger
-    trained, and every (changes, fold, epoch, score) it trained."""
+    last epoch and state, by trial number), the fold-epochs its ledger trained, and every
+    (changes, fold, epoch, score) it trained."""
     from ser_ray.experiment import OPTUNA_FILE, read_ledger, unit_rows
     from ser_ray.experiment.metrics import objective_split
 
     storage = optuna.load_study(study_name=study.name,
                                 storage=f"sqlite:///{experiment_dir / OPTUNA_FILE}")
     decisions = [(sampled_changes(trial.params), max(trial.intermediate_values, default=0),
-                  trial.state == optuna.trial.TrialState.COMPLETE)
+                  trial.state.name)
                  for trial in sorted(storage.trials, key=lambda trial: trial.number)]
     units = unit_rows(read_ledger(experiment_dir))
     _, name = objective_split(study.objective.metric)

@@ -8,6 +8,7 @@ the settings its kind uses, defaults included.
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
 from pydantic import Field
@@ -74,7 +75,7 @@ def scheduler_text(settings: dict[str, Any]) -> str:
     kind = settings.get("kind")
     # Records written before schedulers saved only their kind's settings hold every field.
     rest = "" if kind == "none" else ", ".join(
-        f"{name} {value}" for name, value in settings.items() if name != "kind")
+        f"{name} {json.dumps(value)}" for name, value in settings.items() if name != "kind")
     return f"{kind}" + (f" ({rest})" if rest else "")
 
 

@@ -146,11 +146,12 @@ class FoldRacingScheduler(FIFOScheduler):
         self.recorded[rung][trial_id] = (mean, folds)
         if not rivals:
             return False
-        if not self.warned and 2.0 ** -len(folds) > self.alpha:
+        if not self.warned and (2.0 ** -len(folds) > self.alpha
+                                or self.min_folds_worse > len(folds)):
             self.warned = True
-            logger.warning("fold racing can stop no trial: with %d folds the smallest one-sided "
-                           "p-value is %.3g, above alpha %g", len(folds), 2.0 ** -len(folds),
-                           self.alpha)
+            logger.warning("fold racing can stop no trial with %d folds: the smallest one-sided "
+                           "p-value is %.3g (alpha %g), and min_folds_worse is %d", len(folds),
+                           2.0 ** -len(folds), self.alpha, self.min_folds_worse)
         sign = 1.0 if self.mode == "max" else -1.0
         # The first of equal bests leads; a trial that leads is never stopped.
         incumbent_mean, incumbent_folds = max(rivals, key=lambda seen: sign * seen[0])

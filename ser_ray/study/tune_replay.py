@@ -6,9 +6,9 @@ The objects are the live ones (`EpochOptunaSearch` on the study's space and samp
 each epoch's flattened result goes to the scheduler and, unless it stops the trial, to the
 searcher; when the scheduler stops the trial or its function returns (Tune's duplicate last
 result, marked done, reaches neither), the scheduler and then the searcher hear
-`on_trial_complete` with the last result. A configuration
-the search proposes again trains nothing and reports the epochs it was recorded with
-(`study.trial`'s replay of recorded units), as it does live.
+`on_trial_complete` with the last result. A configuration the search proposes again trains
+nothing and reports the epochs it was recorded with (`study.trial`'s replay of recorded
+units), as it does live.
 """
 
 from __future__ import annotations

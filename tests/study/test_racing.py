@@ -66,8 +66,11 @@ def test_the_p_value_is_exact_beyond_the_resampling_default() -> None:
     worse = {fold: 0.4 for fold in many}
     verdict = race_verdict(worse, many, "max", 0.05, 1)
     assert verdict.p_value == 2.0 ** -14  # every one of the 2^14 sign flips, not a sample
-    mixed = {fold: 0.4 + 0.001 * int(fold) * (-1) ** int(fold) for fold in many}
-    assert race_verdict(mixed, many, "max", 0.05, 1) == race_verdict(mixed, many, "max", 0.05, 1)
+    # Better on the folds of the two smallest differences: W+ = 1 + 2 = 3, and of the 2^14
+    # sign flips 5 give W+ <= 3 ({}, {1}, {2}, {3}, {1, 2}).
+    mixed = {fold: 0.5 + (0.001 if int(fold) < 2 else -1) * (int(fold) + 1) / 100
+             for fold in many}
+    assert race_verdict(mixed, many, "max", 0.05, 1).p_value == pytest.approx(5 / 2 ** 14)
 
 
 def test_under_mode_min_higher_is_worse() -> None:

@@ -315,30 +315,30 @@ def _trial_budgets(text: str) -> tuple[int, ...]:
     return budgets
 
 
+# The options each mode of `ser-ray bench search` takes; its functions hold the defaults.
+BENCH_SEARCH_OPTIONS = {"record": ("out", "cache"),
+                        "live": ("strategy", "seed", "trials", "out", "cache"),
+                        "replay": ("trials", "seeds")}
+
+
 def _bench_search(args: argparse.Namespace) -> None:
     from ser_ray.bench import search
 
-    given = {"--strategy": args.strategy is not None, "--seed": args.seed is not None,
-             "--out": args.out is not None, "--cache": args.cache is not None,
-             "--seeds": args.seeds is not None, "--trials": args.trials is not None}
-    applies = {"record": {"--out", "--cache"},
-               "live": {"--strategy", "--seed", "--out", "--cache", "--trials"},
-               "replay": {"--trials", "--seeds"}}
     mode = "record" if args.record else "live" if args.live else "replay"
-    stray = sorted(name for name, set_ in given.items() if set_ and name not in applies[mode])
-    what = "the replay" if mode == "replay" else f"--{mode}"
+    given = {name: getattr(args, name) for name in ("strategy", "seed", "trials", "seeds", "out",
+                                                   "cache") if getattr(args, name) is not None}
+    stray = sorted(set(given) - set(BENCH_SEARCH_OPTIONS[mode]))
     if stray:
-        raise UserError(f"{what} takes {', '.join(sorted(applies[mode]))}, not "
-                        f"{', '.join(stray)}")
-    if args.live and args.trials is not None and len(args.trials) > 1:
-        raise UserError(f"--live runs one trial budget, not {len(args.trials)}")
-    if args.record:
-        search.record(args.out, args.cache)
-    elif args.live:
-        search.live_check(args.strategy or "tpe+racing", args.seed or 0,
-                          (args.trials or (12,))[0], args.out, args.cache)
-    else:
-        search.bench_search(args.trials or (12,), args.seeds or 10)
+        what = "the replay" if mode == "replay" else f"--{mode}"
+        raise UserError(f"{what} takes "
+                        f"{', '.join('--' + name for name in sorted(BENCH_SEARCH_OPTIONS[mode]))}"
+                        f", not {', '.join('--' + name for name in stray)}")
+    if mode == "live" and "trials" in given:
+        if len(given["trials"]) > 1:
+            raise UserError(f"--live runs one trial budget, not {len(given['trials'])}")
+        given["trials"] = given["trials"][0]
+    {"record": search.record, "live": search.live_check,
+     "replay": search.bench_search}[mode](**given)
 
 
 def _models(args: argparse.Namespace) -> None:

@@ -198,7 +198,7 @@ def _rounded(value: float, digits: int) -> float:
     return round(float(value), digits)
 
 
-def bench_search(budgets: Sequence[int] = (12,), seeds: int = 10) -> dict[str, Any]:
+def bench_search(trials: Sequence[int] = (12,), seeds: int = 10) -> dict[str, Any]:
     """Replay every strategy for `seeds` seeds at each trial budget; the first budget is the
     headline (`strategies` in the JSON line), every one is under `by_budget`."""
     table = CurveTable.read()
@@ -206,11 +206,11 @@ def bench_search(budgets: Sequence[int] = (12,), seeds: int = 10) -> dict[str, A
     print(f"table: {table.study}, {len(table.curves)} configurations × {len(table.folds)} "
           f"folds × {table.epochs} epochs = {table.fold_epochs} fold-epochs; best fold-mean "
           f"{table.metric} {table.best:.4f}; {seeds} seeds per strategy")
-    by_budget = {trials: _replay_budget(table, trials, seeds) for trials in budgets}
+    by_budget = {budget: _replay_budget(table, budget, seeds) for budget in trials}
     figures = {"benchmark": "search", "table": table.study, "grid_best": round(table.best, 4),
-               "grid_fold_epochs": table.fold_epochs, "trials": budgets[0], "seeds": seeds,
-               "strategies": by_budget[budgets[0]],
-               "by_budget": {str(trials): results for trials, results in by_budget.items()}}
+               "grid_fold_epochs": table.fold_epochs, "trials": trials[0], "seeds": seeds,
+               "strategies": by_budget[trials[0]],
+               "by_budget": {str(budget): results for budget, results in by_budget.items()}}
     print(json.dumps(figures))
     return figures
 
@@ -243,19 +243,20 @@ def _interval(bounds: list[Any]) -> str:
     return f"{bounds[0]} – {bounds[1]}"
 
 
-def record(out: Path | None, cache_root: Path | None) -> None:
+def record(out: Path | None = None, cache: Path | None = None) -> None:
     from ser_ray.bench.search_table import record_table
 
     with tempfile.TemporaryDirectory(prefix="ser-ray-bench-record-") as temp:
-        path = record_table(out or Path(temp) / "grid", cache_root)
+        path = record_table(out or Path(temp) / "grid", cache)
     table = CurveTable.read(path)
     print(f"recorded {path}: {len(table.curves)} configurations × {len(table.folds)} folds × "
           f"{table.epochs} epochs, best fold-mean {table.metric} {table.best:.4f}, "
           f"{table.seconds_per_fold_epoch:.2f} s per fold-epoch")
 
 
-def live_check(strategy: str, seed: int, trials: int, out: Path | None,
-               cache_root: Path | None, study_path: Path = GRID_STUDY,
+def live_check(strategy: str = "tpe+racing", seed: int = 0, trials: int = 12,
+               out: Path | None = None, cache: Path | None = None,
+               study_path: Path = GRID_STUDY,
                table_path: Path = GRID_TABLE) -> dict[str, Any]:
     """Run `strategy` at `seed` through real Ray Tune on the grid's study, one trial at a
     time (so that the order of results is the replay's), and compare each trial's
@@ -271,7 +272,7 @@ def live_check(strategy: str, seed: int, trials: int, out: Path | None,
                            **{"resources.max_concurrent_trials": 1})
     with tempfile.TemporaryDirectory(prefix="ser-ray-bench-live-") as temp:
         experiment_dir = out or Path(temp) / "live"
-        _run_live(study, study_path, experiment_dir, cache_root)
+        _run_live(study, study_path, experiment_dir, cache)
         live, trained, scores = live_trials(study, experiment_dir)
     from ser_ray.study.tune_replay import replay_search
 

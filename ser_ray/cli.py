@@ -164,7 +164,7 @@ def parse_settings(items: Sequence[str]) -> dict[str, object]:
 def _search(args: argparse.Namespace) -> None:
     from ser_ray.study.schema import load_study
 
-    study = load_study(args.study, parse_settings(args.set))
+    study = load_study(args.study, parse_settings(args.set), args.paths_relative_to)
     if args.dry_run:
         from ser_ray.study.plan import describe_plan
 
@@ -454,6 +454,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "cache_dir, $SER_RAY_CACHE or ~/.cache/ser-ray/features)")
     search.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="override a study field, e.g. budget.epochs=2 (repeatable)")
+    search.add_argument("--paths-relative-to", type=Path, metavar="DIR",
+                        help="resolve the study's relative paths (corpus root, cache_dir, "
+                        "storage_path) against DIR instead of the YAML's folder "
+                        "(cluster/submit.sh passes the folder the YAML was named in)")
     search.add_argument("--dry-run", action="store_true",
                         help="validate and print the units, resources and budget; run nothing")
     search.set_defaults(handler=_search)

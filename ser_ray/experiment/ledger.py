@@ -13,6 +13,10 @@ trials sampling the same configuration) stay in the file but are not reported.
 
 Search trials that repeat a recorded configuration train nothing and add no ledger row; they
 are listed in `replays.jsonl` (`ReplayRow`), so the trial budget counts them.
+
+Trials still training list each checkpoint they save in `checkpoints.jsonl`
+(`CheckpointRow`): a driver that dies mid-study leaves units without rows, and `resume`
+continues each from the last checkpoint of its trial instead of from epoch 0.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from ser_ray.schema import StrictModel, validate
 
 LEDGER_FILE = "ledger.jsonl"
 REPLAYS_FILE = "replays.jsonl"
+CHECKPOINTS_FILE = "checkpoints.jsonl"
 Status = Literal["finished", "pruned", "failed"]
 STATUSES: tuple[Status, ...] = get_args(Status)
 UnitKey = tuple[str, int, int]
@@ -161,6 +166,18 @@ class ReplayRow(Record):
     finished_at: str
 
 
+class CheckpointRow(Record):
+    """A checkpoint a running trial saved: its plan's configuration, seed and folds, the
+    epoch it holds, and its path relative to the trial storage."""
+
+    config_hash: str
+    seed: int
+    folds: tuple[int, ...]
+    epoch: int
+    checkpoint: str
+    trial_id: str
+
+
 def append_units(experiment_dir: Path, rows: Iterable[UnitRow]) -> None:
     """Append unit rows durably: each line is written whole, flushed and fsynced."""
     append_lines(Path(experiment_dir) / LEDGER_FILE, rows)
@@ -177,6 +194,16 @@ def append_replays(experiment_dir: Path, rows: Iterable[ReplayRow]) -> None:
 
 def read_replays(experiment_dir: Path) -> list[ReplayRow]:
     return read_lines(Path(experiment_dir) / REPLAYS_FILE, ReplayRow)
+
+
+def append_checkpoints(experiment_dir: Path, rows: Iterable[CheckpointRow]) -> None:
+    append_lines(Path(experiment_dir) / CHECKPOINTS_FILE, rows)
+
+
+def latest_checkpoints(experiment_dir: Path) -> dict[tuple[str, int, tuple[int, ...]], str]:
+    """The last checkpoint saved for each (configuration, seed, folds), by its path."""
+    return {(row.config_hash, row.seed, row.folds): row.checkpoint
+            for row in read_lines(Path(experiment_dir) / CHECKPOINTS_FILE, CheckpointRow)}
 
 
 def trials_run(experiment_dir: Path, ledger: Sequence[UnitRow] | None = None) -> set[str]:

@@ -20,9 +20,11 @@ from typing import Any
 import pydantic
 
 from ser_ray.experiment import (
+    CheckpointRow,
     EpochRecord,
     ReplayRow,
     UnitRow,
+    append_checkpoints,
     append_replays,
     append_units,
     read_ledger,
@@ -99,9 +101,23 @@ class LedgerWriter:
             self.replay_of[trial_id] = result[REPLAY_KEY]
         if train_checkpoint is not None:
             self.train_checkpoints[trial_id] = train_checkpoint
+            self.checkpointed(trial_id, train_checkpoint)
         if trial_id in self.plans:
             plan = self.plans[trial_id]
             self._to_optuna("reported", trial_id, self._variant(trial_id, plan), plan, per_fold)
+
+    def checkpointed(self, trial_id: str, path: str) -> None:
+        """A running trial saved a checkpoint (at its last reported epoch): listed, so that a
+        resume after the driver's death continues its units from there."""
+        plan = self.plans.get(trial_id)
+        epochs = [record["epoch"] for history in self.records.get(trial_id, {}).values()
+                  for record in history]
+        if plan is None or plan.configuration is None or not epochs \
+                or trial_id in self.replay_of:
+            return
+        append_checkpoints(self.experiment_dir, [CheckpointRow(
+            config_hash=plan.config_hash, seed=plan.seed, folds=plan.folds, epoch=max(epochs),
+            checkpoint=posixpath.relpath(path, self.storage_root), trial_id=trial_id)])
 
     def trial_error(self, trial_id: str) -> str:
         """The traceback a failed trial left, or why none reached the driver."""

@@ -43,12 +43,13 @@ class OptunaTrials:
 
     def __init__(self, experiment_dir: Path, optuna_file: Path, study_name: str,
                  objective: Objective, epochs: int, ablation_plans: Sequence[TrialPlan] = (),
-                 factors: dict[str, list[str]] | None = None) -> None:
+                 factors: dict[str, list[str]] | None = None,
+                 continue_interrupted: bool = False) -> None:
         self.experiment_dir = experiment_dir
         self.factors = factors or {}
         self.objective = objective
         self.epochs = epochs
-        self.storage = open_storage(optuna_file, study_name)
+        self.storage = open_storage(optuna_file, study_name, continue_interrupted)
         self.study = optuna.create_study(
             storage=self.storage, study_name=study_name,
             direction="maximize" if objective.maximise else "minimize",

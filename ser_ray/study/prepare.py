@@ -62,12 +62,18 @@ def default_cache_root() -> Path:
     return Path(os.environ.get("SER_RAY_CACHE", "~/.cache/ser-ray/features")).expanduser()
 
 
+def study_cache_root(study: StudyConfig, cache_root: Path | None = None) -> Path:
+    """The feature cache a study uses: `--cache`, else the study's cache_dir, else the
+    default (node-local: on a cluster, pass one on the shared mount)."""
+    return (cache_root or study.cache_dir or default_cache_root()).expanduser().resolve()
+
+
 def prepare_study(study: StudyConfig, experiment_dir: Path, cache_root: Path | None = None,
                   log: Any = print) -> PreparedStudy:
     experiment_dir = experiment_dir.resolve()
     data_dir = experiment_dir / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
-    cache_root = (cache_root or study.cache_dir or default_cache_root()).expanduser().resolve()
+    cache_root = study_cache_root(study, cache_root)
     corpus_root = _corpus_root(study, cache_root, log)
     selection = Selection(labels=study.selection.labels, merge=dict(study.selection.merge),
                           improvised_only=study.selection.improvised_only)

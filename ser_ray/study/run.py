@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import itertools
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,16 +27,18 @@ from ser_ray.errors import UserError
 from ser_ray.experiment import (
     OPTUNA_FILE,
     STUDY_FILE,
+    latest_checkpoints,
     read_ledger,
     read_replays,
     read_study_record,
     write_study_record,
 )
 from ser_ray.study.best import MissingCheckpoint, export_best_model
+from ser_ray.study.cluster_shape import ClusterShape
 from ser_ray.study.design import Variant, check_study
 from ser_ray.study.ledger_writer import FolderHook, LedgerWriter
 from ser_ray.study.optuna_trials import OptunaTrials
-from ser_ray.study.prepare import prepare_study
+from ser_ray.study.prepare import prepare_study, study_cache_root
 from ser_ray.study.record import study_record
 from ser_ray.study.schema import StudyConfig, load_study
 from ser_ray.study.storage import filesystem, trial_storage
@@ -43,7 +46,10 @@ from ser_ray.study.trial import TrialContext
 from ser_ray.study.tune_run import (
     PlaceablePlans,
     ablation_space,
+    check_cluster_storage,
     fit,
+    join_cluster,
+    memory_requests,
     optuna_search,
     wall_time_left,
 )
@@ -116,14 +122,13 @@ def _run(study: StudyConfig, experiment_dir: Path, variants: list[Variant],
          on_finish: FolderHook | None) -> StudyResult:
     storage = trial_storage(study.storage_path, study.name, experiment_dir)
     filesystem(storage)  # an unusable storage_path fails now, not after the data is prepared
+    cache_root = study_cache_root(study, cache_root)
+    # Before any feature is computed on another node: what every node must share, shared.
+    check_cluster_storage(_shared_paths(experiment_dir, cache_root, storage),
+                          _sample_files(study.corpus.root))
     prepared = prepare_study(study, experiment_dir, cache_root)
     record = study_record(study, prepared, variants, storage)
     write_study_record(experiment_dir, record)
-    context = TrialContext(
-        manifest=str(prepared.manifest), folds=str(prepared.folds),
-        caches={name: str(path) for name, path in prepared.caches.items()},
-        experiment_dir=str(experiment_dir), storage=storage, resources=study.resources,
-        replay_recorded=study.search is not None)
     ledger = LedgerWriter(experiment_dir, study.name, study.objective.metric,
                           study.budget.epochs, record.planned_units, storage, on_progress)
     plans = missing_ablation_plans(record.variants, record.seeds, record.folds,
@@ -131,20 +136,29 @@ def _run(study: StudyConfig, experiment_dir: Path, variants: list[Variant],
     # Made once the ledger says which ablation plans remain: a variant's trial ends with them.
     ledger.optuna_trials = _optuna_trials(study, experiment_dir, plans, dict(record.factors))
     if study.ablation is not None:
-        print(f"{len(plans)} trials to run ({ledger.recorded} of {ledger.planned} units "
+        remaining = len(plans)
+        print(f"{remaining} trials to run ({ledger.recorded} of {ledger.planned} units "
               f"already in the ledger)", flush=True)
-        if plans:
-            _fit(study, experiment_dir, context, ledger, num_samples=1,
-                 param_space=ablation_space(plans), plans=plans)
     else:
         remaining = remaining_trials(record.search.trials,  # type: ignore[union-attr]
                                      ledger.trials_done)
         print(f"{remaining} trials to run ({ledger.trials_done} already in the ledger)",
               flush=True)
-        if remaining:
+    if remaining:
+        shape = join_cluster()
+        context = TrialContext(
+            manifest=str(prepared.manifest), folds=str(prepared.folds),
+            caches={name: str(path) for name, path in prepared.caches.items()},
+            experiment_dir=str(experiment_dir), storage=storage, resources=study.resources,
+            replay_recorded=study.search is not None, request_memory=memory_requests(shape),
+            retries=study.budget.retries, resume_from=latest_checkpoints(experiment_dir))
+        if study.ablation is not None:
+            _fit(study, experiment_dir, context, ledger, shape, num_samples=1,
+                 param_space=ablation_space(plans), plans=plans)
+        else:
             sampled = PlaceablePlans(SearchPlans(study, prepared.data, prepared.fold_indices),
-                                     context)
-            _fit(study, experiment_dir, context, ledger, num_samples=remaining,
+                                     context, shape.node_types)
+            _fit(study, experiment_dir, context, ledger, shape, num_samples=remaining,
                  search_alg=optuna_search(study, experiment_dir / OPTUNA_FILE, sampled),
                  memory=sampled.memory)
     ledger.run_over()
@@ -154,27 +168,45 @@ def _run(study: StudyConfig, experiment_dir: Path, variants: list[Variant],
                        report, _best_model(experiment_dir))
 
 
+def _shared_paths(experiment_dir: Path, cache_root: Path, storage: str) -> dict[str, Path]:
+    """The folders every node reads or writes: the experiment folder (prepared data, ledger,
+    errors), the feature cache, and the trial storage when it is a local folder."""
+    paths = {"experiment folder (--out)": experiment_dir, "feature cache (--cache)": cache_root}
+    if "://" not in storage and Path(storage) != experiment_dir:
+        paths["trial storage (storage_path)"] = Path(storage)
+    return paths
+
+
+def _sample_files(corpus_root: Path | None, count: int = 3) -> list[Path]:
+    """A few files of a corpus on disk, which every node must see as the driver does."""
+    if corpus_root is None or not corpus_root.is_dir():
+        return []
+    return list(itertools.islice((path for path in sorted(corpus_root.rglob("*"))
+                                  if path.is_file()), count))
+
+
 def _optuna_trials(study: StudyConfig, experiment_dir: Path, plans: list[TrialPlan],
                    factors: dict[str, list[str]]) -> OptunaTrials | None:
     """The study's Optuna trials for the dashboard, or None when its SQLite file cannot be
     opened (e.g. a shared mount without file locking): the study runs without them."""
     try:
         return OptunaTrials(experiment_dir, experiment_dir / OPTUNA_FILE, study.name,
-                            study.objective, study.budget.epochs, plans, factors)
+                            study.objective, study.budget.epochs, plans, factors,
+                            continue_interrupted=study.search is not None)
     except Exception as error:  # noqa: BLE001  (a dashboard never stops a study)
         print(f"no Optuna study for the dashboard: {error!r}", flush=True)
         return None
 
 
 def _fit(study: StudyConfig, experiment_dir: Path, context: TrialContext,
-         ledger: LedgerWriter, num_samples: int, **trials: Any) -> None:
+         ledger: LedgerWriter, shape: ClusterShape, num_samples: int, **trials: Any) -> None:
     time_left = wall_time_left(study, experiment_dir)
     if time_left is not None and time_left <= 0:
         print(f"budget.wall_time_s ({study.budget.wall_time_s:g} s) is spent: earlier runs "
               f"used {study.budget.wall_time_s - time_left:.0f} s; raise it to run the "
               f"remaining trials", flush=True)
         return
-    fit(study, experiment_dir, context, ledger, num_samples, time_left, **trials)
+    fit(study, experiment_dir, context, ledger, shape, num_samples, time_left, **trials)
 
 
 def _best_model(experiment_dir: Path) -> Path | None:

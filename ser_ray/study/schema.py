@@ -112,11 +112,26 @@ class Budget(StrictModel):
 class Resources(StrictModel):
     cpus: float = Field(1.0, ge=0.0001, description="CPUs per training worker (Ray counts "
                         "CPUs in steps of 0.0001)")
-    gpus: float = Field(0.0, ge=0, description="GPUs per trial")
+    gpus: float = Field(0.0, ge=0, description="GPUs per trial (0: the trial's processes "
+                        "see no GPU); with workers > 1, a whole number per worker")
     workers: int = Field(1, ge=1, description="Ray Train workers per trial; 1 trains inside "
                          "the Tune trial, more launch a TorchTrainer (fold-parallel or DDP)")
-    max_concurrent_trials: int | None = Field(None, ge=1, description="default: as many as "
-                                              "the nodes' CPUs, GPUs and memory fit")
+    max_concurrent_trials: int | None = Field(None, ge=1, description="a cap on trials "
+                                              "running at once; default: no cap, as many as "
+                                              "the nodes (and those the autoscaler adds) hold")
+
+    @pydantic.model_validator(mode="after")
+    def _whole_gpus_per_worker(self) -> Resources:
+        # Ray Train sets up NCCL between GPU workers, and NCCL refuses two ranks on one GPU
+        # ("Duplicate GPU detected"); a fraction per worker also cannot be a sum of GPUs.
+        per_worker = self.gpus / self.workers
+        if self.workers > 1 and self.gpus and per_worker != int(per_worker):
+            raise ValueError(
+                f"resources.gpus = {self.gpus:g} over resources.workers = {self.workers} gives "
+                f"each Train worker {per_worker:g} GPU: NCCL cannot run two workers on one GPU; "
+                f"use resources.gpus = {self.workers * max(1, math.ceil(per_worker))} (whole "
+                f"GPUs per worker), fewer workers, or resources.gpus = 0")
+        return self
 
     # A trial that launches a TorchTrainer holds a sliver of CPU itself; its workers hold the
     # rest ({"cpu": 0} is rejected by Tune).
@@ -516,8 +531,11 @@ class StudyConfig(StrictModel):
         return self.budget.trials or self.search.grid_size()
 
 
-def load_study(path: Path, overrides: dict[str, Any] | None = None) -> StudyConfig:
-    """Read and validate a study YAML; relative corpus and cache paths are from its folder.
+def load_study(path: Path, overrides: dict[str, Any] | None = None,
+               paths_relative_to: Path | None = None) -> StudyConfig:
+    """Read and validate a study YAML; relative corpus, cache and storage paths are from its
+    folder, or from `paths_relative_to` (a Ray job reads the YAML from its temporary copy of
+    the repository: its paths mean the user's folder, not the copy's).
 
     `overrides` set dotted fields before validation (`budget.epochs`, `corpus.synthetic.
     sessions`), e.g. for a quick smoke run of a real study.
@@ -534,7 +552,8 @@ def load_study(path: Path, overrides: dict[str, Any] | None = None) -> StudyConf
     for key, value in (overrides or {}).items():
         set_dotted(raw, key, value)
     study = validate(StudyConfig, raw, f"study {path.name}")
-    return _absolute_paths(study, path.parent.resolve())
+    base = paths_relative_to.expanduser() if paths_relative_to is not None else path.parent
+    return _absolute_paths(study, base.resolve())
 
 
 def _absolute_paths(study: StudyConfig, base: Path) -> StudyConfig:

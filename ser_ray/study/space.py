@@ -76,16 +76,24 @@ def make_sampler(search: SearchSpec) -> optuna.samplers.BaseSampler:
          for name, parameter in search.parameters.items()}, seed=search.sampler_seed)
 
 
-def open_storage(optuna_file: Path, study_name: str) -> optuna.storages.RDBStorage:
+def open_storage(optuna_file: Path, study_name: str,
+                 continue_interrupted: bool = False) -> optuna.storages.RDBStorage:
     """The study's Optuna storage; trials a killed driver left RUNNING are marked failed,
-    as they would never finish."""
+    as they would never finish. With `continue_interrupted` (a search) each is queued again
+    with its parameters, so the sampler proposes it first and its trial continues from the
+    checkpoint its units left (`CheckpointRow`)."""
     storage = optuna.storages.RDBStorage(f"sqlite:///{optuna_file}")
     try:
         study_id = storage.get_study_id_from_name(study_name)
     except KeyError:
         return storage
-    for trial in storage.get_all_trials(study_id, deepcopy=False):
-        if trial.state == optuna.trial.TrialState.RUNNING:
-            trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
-            storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL)
+    interrupted = [trial for trial in storage.get_all_trials(study_id, deepcopy=False)
+                   if trial.state == optuna.trial.TrialState.RUNNING]
+    for trial in interrupted:
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+        storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL)
+    if continue_interrupted and interrupted:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+        for trial in interrupted:
+            study.enqueue_trial(trial.params, user_attrs={"continues_trial": trial.number})
     return storage

@@ -25,11 +25,20 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
+from ser_ray.errors import UserError
 from ser_ray.ray_session import ensure_ray
+from ser_ray.study.cluster_shape import (
+    ClusterShape,
+    NodeType,
+    alive_nodes,
+    cluster_shape,
+    describe_node_types,
+)
 from ser_ray.study.ledger_writer import TRIAL_PREFIX, LedgerWriter
 from ser_ray.study.optuna_trials import OPTUNA_TRIAL_KEY
 from ser_ray.study.racing import FoldRacingScheduler
-from ser_ray.study.schema import ResourceAmounts, Resources, StudyConfig, TrialMemory
+from ser_ray.study.schema import Resources, StudyConfig, TrialMemory
+from ser_ray.study.shared_paths import check_shared_paths
 from ser_ray.study.space import DefineByRun, make_sampler, open_storage
 from ser_ray.study.storage import TUNE_DIR, next_run_name, storage_child
 from ser_ray.study.trial import TrialContext, run_trial, trial_memory
@@ -110,7 +119,8 @@ def optuna_search(study: StudyConfig, optuna_file: Path,
     return ResolvingSearch(space=DefineByRun(study.search.parameters),
                            metric=selected_metric(study.objective.metric),
                            mode=study.objective.mode, sampler=make_sampler(study.search),
-                           storage=open_storage(optuna_file, study.name),
+                           storage=open_storage(optuna_file, study.name,
+                                                continue_interrupted=True),
                            study_name=study.name, plan=plan, epochs=study.budget.epochs)
 
 
@@ -122,42 +132,91 @@ def wall_time_left(study: StudyConfig, experiment_dir: Path) -> float | None:
 
 
 def fit(study: StudyConfig, experiment_dir: Path, context: TrialContext,
-        ledger: LedgerWriter, num_samples: int, time_left: float | None,
+        ledger: LedgerWriter, shape: ClusterShape, num_samples: int, time_left: float | None,
         param_space: dict[str, Any] | None = None, search_alg: Searcher | None = None,
         plans: Sequence[TrialPlan] = (), memory: TrialMemoryRequests | None = None) -> None:
-    """Run the trials on the cluster (a local one is started when none is attached).
+    """Run the trials on the cluster (`join_cluster`, whose nodes and node types `shape` is).
 
-    Every trial asks Ray for the memory its processes will hold (`trial_memory`), so that no
-    node runs more trials than it can hold; a study whose known trials (`plans`, an
-    ablation's) cannot fit on the nodes is refused here, with the numbers (a search's sampled
-    configuration that cannot fails as its trial: `PlaceablePlans`, whose estimates `memory`
-    then reuses).
+    Every trial asks Ray for its resources and the memory its processes will hold
+    (`trial_memory`), so that no node runs more trials than it can hold, and Ray's autoscaler
+    sees what to start; trials run as many at once as the nodes hold (at most
+    `resources.max_concurrent_trials`). A study whose known trials (`plans`, an ablation's)
+    fit on no node the cluster can ever have is refused here, with the numbers (a search's
+    sampled configuration that cannot fails as its trial: `PlaceablePlans`, whose estimates
+    `memory` then reuses).
     """
-    clock = WallClock(experiment_dir)  # before Ray starts: starting it is study time too
-    ensure_ray()
+    clock = WallClock(experiment_dir)
     resources = study.resources
     memory = memory or TrialMemoryRequests(context)
     largest = max((memory.of_plan(plan) for plan in plans),
                   default=TrialMemory(trial=PROCESS_BYTES),
                   key=lambda need: sum(bundle.memory
                                        for bundle in resources.trial_bundles(need)))
-    concurrency = resources.concurrent_trials(node_capacities(), largest)
-    trainable = trial_trainable(resources, context, memory)
+    announce_placement(resources, shape, largest)
     tuner = tune.Tuner(
-        trainable, param_space=param_space or {},
+        trial_trainable(resources, context, memory), param_space=param_space or {},
         tune_config=tune.TuneConfig(
             search_alg=search_alg, scheduler=study_scheduler(study), num_samples=num_samples,
-            max_concurrent_trials=concurrency, reuse_actors=resources.workers == 1,
-            time_budget_s=time_left,
+            max_concurrent_trials=resources.max_concurrent_trials,
+            reuse_actors=resources.workers == 1, time_budget_s=time_left,
             trial_dirname_creator=lambda trial: f"{TRIAL_PREFIX}{trial.trial_id}"),
         run_config=tune.RunConfig(
             name=next_run_name(context.storage),
             storage_path=storage_child(context.storage, TUNE_DIR),
             callbacks=[LedgerCallback(ledger), clock], verbose=0,
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            # A trial whose process or node dies is retried from its last checkpoint.
             failure_config=tune.FailureConfig(max_failures=study.budget.retries)),
     )
     tuner.fit()
+
+
+def check_cluster_storage(paths: dict[str, Path], corpus_files: list[Path]) -> None:
+    """On a cluster the study joins (RAY_ADDRESS, e.g. a Ray job), every node must see the
+    folders it shares as the driver does; a cluster this process starts is this one node."""
+    if not (ray.is_initialized() or os.environ.get("RAY_ADDRESS")):
+        return
+    ensure_ray()
+    for path in paths.values():
+        path.mkdir(parents=True, exist_ok=True)
+    check_shared_paths(paths, corpus_files)
+
+
+def join_cluster() -> ClusterShape:
+    """The cluster the study runs on (a local one is started when none is attached)."""
+    ensure_ray()
+    return cluster_shape()
+
+
+def memory_requests(shape: ClusterShape) -> bool:
+    """Whether trials ask Ray for memory: not where the autoscaler has node types that
+    declare none, as it would never start one for such a request."""
+    blind = shape.memory_blind_types
+    if blind:
+        print(f"trials ask Ray for no memory: the autoscaler's node type(s) "
+              f"{', '.join(blind)} declare none (resources: {{memory: BYTES}} in the cluster "
+              f"config), and it never starts a node for a request it cannot check",
+              flush=True)
+    return not blind
+
+
+def announce_placement(resources: Resources, shape: ClusterShape, need: TrialMemory) -> None:
+    """Refuse a trial no node the cluster can ever have holds; say when trials wait for the
+    autoscaler to start nodes."""
+    bundles = len(resources.trial_bundles(need))
+    if shape.node_types is not None:
+        refusal = resources.unplaceable(shape.candidates(bundles), need)
+        if refusal is not None:
+            raise UserError(refusal + (f"; the autoscaler's node types: "
+                                       f"{describe_node_types(shape.node_types)}"
+                                       if shape.node_types else ""))
+    waiting = resources.unplaceable(shape.alive, need)
+    if waiting is not None:
+        source = ("the autoscaler's node types: " + describe_node_types(shape.node_types)
+                  if shape.node_types is not None
+                  else "the autoscaler's node types could not be read from this node")
+        print(f"waiting for resources: no node up now holds one trial ({waiting}); trials "
+              f"start as the autoscaler adds nodes ({source})", flush=True)
 
 
 def trial_trainable(resources: Resources, context: TrialContext,
@@ -188,37 +247,35 @@ class TrialMemoryRequests:
 
 
 class PlaceablePlans:
-    """A search's plans (`SearchPlans`), where a sampled configuration whose trial the
-    cluster's nodes cannot hold becomes a trial that fails at once with the numbers: Tune
-    would keep it waiting for nodes that a cluster of fixed size never gets. Its memory
+    """A search's plans (`SearchPlans`), where a sampled configuration whose trial no node
+    the cluster can ever have holds (`ClusterShape.candidates`) becomes a trial that fails at
+    once with the numbers: Tune would keep it waiting for a node that never comes. Its memory
     estimates (`memory`) serve the trials' requests too. Picklable, as Tune saves its
     searcher."""
 
-    def __init__(self, plans: Callable[[dict[str, Any]], TrialPlan],
-                 context: TrialContext) -> None:
+    def __init__(self, plans: Callable[[dict[str, Any]], TrialPlan], context: TrialContext,
+                 node_types: list[NodeType] | None) -> None:
         self.plans = plans
         self.memory = TrialMemoryRequests(context)
+        self.node_types = node_types
 
     def __call__(self, sampled: dict[str, Any]) -> TrialPlan:
         plan = self.plans(sampled)
         if plan.configuration is None:
             return plan
-        refusal = self.memory.context.resources.unplaceable(node_capacities(),
-                                                            self.memory.of_plan(plan))
+        need = self.memory.of_plan(plan)
+        resources = self.memory.context.resources
+        shape = ClusterShape(alive_nodes(), self.node_types)
+        if shape.node_types is None:
+            return plan  # nothing known to refuse with: the trial waits for nodes
+        refusal = resources.unplaceable(shape.candidates(len(resources.trial_bundles(need))),
+                                        need)
         if refusal is None:
             return plan
         return plan.model_copy(update={
             "configuration": None, "unresolved_changes": plan.changes,
-            "error": f"the sampled configuration {plan.changes} does not fit on the "
-                     f"cluster's nodes: {refusal}"})
-
-
-def node_capacities() -> list[ResourceAmounts]:
-    """CPUs, GPUs and memory of every alive node of the cluster."""
-    return [ResourceAmounts(cpus=node["Resources"].get("CPU", 0),
-                         gpus=node["Resources"].get("GPU", 0),
-                         memory=node["Resources"].get("memory", 0))
-            for node in ray.nodes() if node["Alive"]]
+            "error": f"the sampled configuration {plan.changes} fits on no node the "
+                     f"cluster can have: {refusal}"})
 
 
 def ablation_space(plans: list[TrialPlan]) -> dict[str, Any]:
@@ -259,6 +316,10 @@ class LedgerCallback(tune.Callback):
                         **info: Any) -> None:
         # A multi-worker trial's checkpoint is its TorchTrainer's, reported with its metrics.
         self.ledger.reported(trial.trial_id, result, result.get(CHECKPOINT_PATH_KEY))
+
+    def on_checkpoint(self, iteration: int, trials: list, trial: Any, checkpoint: Any,
+                      **info: Any) -> None:
+        self.ledger.checkpointed(trial.trial_id, checkpoint.path)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._ended(trial, error=None)

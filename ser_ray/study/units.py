@@ -52,6 +52,11 @@ class TrialPlan(StrictModel):
     error: str | None = None
 
     @property
+    def unit_group(self) -> tuple[str, int, tuple[int, ...]]:
+        """What a checkpoint of this plan's trial holds: its configuration, seed and folds."""
+        return self.config_hash, self.seed, self.folds
+
+    @property
     def changes(self) -> dict[str, Any]:
         """The dotted overrides that make (or were to make) the configuration."""
         if self.configuration is not None:

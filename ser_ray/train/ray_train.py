@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,6 +105,10 @@ def quiet_report_logs() -> None:
 
 def _train_worker(config: dict[str, Any]) -> None:
     quiet_report_logs()
+    if not config["use_gpu"]:
+        # Ray no longer hides the node's GPUs from a worker that asked for none; `device:
+        # auto` would otherwise put it on a GPU Ray has given to someone else.
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
     # Ray pins OMP_NUM_THREADS to 1 in workers; use the CPUs this worker was given.
     torch.set_num_threads(max(1, int(config["cpus_per_worker"])))
     job = TrainJob.model_validate_json(config["job"])
@@ -112,7 +117,8 @@ def _train_worker(config: dict[str, Any]) -> None:
     plans = plan_workers(config["folds"], world)
     device = ray.train.torch.get_device() if config["use_gpu"] else resolve_device(job.train)
     run = LockstepRun(job, plans[rank].folds, device, _ddp_groups(plans, rank))
-    checkpoint = ray.train.get_checkpoint()
+    # The run's own checkpoint (a restarted worker group), else an interrupted run's.
+    checkpoint = ray.train.get_checkpoint() or config["resume_from"]
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
             run.restore(Path(directory))
@@ -173,19 +179,28 @@ def user_error_in(error: BaseException) -> UserError | None:
 
 def train_folds_on_ray(job: TrainJob, *, storage_path: Path | str, name: str, workers: int = 1,
                        gpus: float = 0, cpus_per_worker: float = 1, max_failures: int = 0,
+                       request_memory: bool = True,
+                       resume_from: ray.train.Checkpoint | None = None,
                        callbacks: Sequence[Any] = (), verbose: bool = False) -> RunOutcome:
-    """Run `job` on a TorchTrainer; returns the same outcome as the in-process loop."""
+    """Run `job` on a TorchTrainer; returns the same outcome as the in-process loop.
+
+    A worker (or its node) lost mid-run restarts the worker group from the run's last
+    checkpoint, up to `max_failures` times; `resume_from` is where a run with no checkpoint
+    of its own starts (the same folds' checkpoint of an earlier, interrupted run).
+    """
     fold_indices = check_job(job, workers)
     ensure_ray()
-    resources: dict[str, float] = {
-        "CPU": cpus_per_worker,
-        "memory": worker_memory(job, fold_indices, workers, on_gpu=trains_on_gpu(job, gpus))}
+    resources: dict[str, float] = {"CPU": cpus_per_worker}
+    if request_memory:
+        resources["memory"] = worker_memory(job, fold_indices, workers,
+                                            on_gpu=trains_on_gpu(job, gpus))
     if gpus:
         resources["GPU"] = gpus / workers
     trainer = TorchTrainer(
         _train_worker,
         train_loop_config={"job": job.model_dump_json(), "folds": list(fold_indices),
                            "use_gpu": bool(gpus), "verbose": verbose,
+                           "resume_from": resume_from,
                            "cpus_per_worker": cpus_per_worker},
         scaling_config=ray.train.ScalingConfig(num_workers=workers, use_gpu=bool(gpus),
                                                resources_per_worker=resources),

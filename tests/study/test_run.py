@@ -10,6 +10,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import optuna
@@ -17,9 +18,18 @@ import psutil
 import pytest
 
 from ser_ray.cli import main
-from ser_ray.experiment import read_ledger, read_replays, read_study_record
+from ser_ray.experiment import (
+    CheckpointRow,
+    EpochRecord,
+    read_ledger,
+    read_replays,
+    read_study_record,
+)
+from ser_ray.experiment.ledger import CHECKPOINTS_FILE, read_lines
 from ser_ray.study.space import sampled_changes
+from ser_ray.study.storage import checkpoint_directory
 from ser_ray.study.tune_run import WALL_TIME_FILE
+from ser_ray.train.loop import outcome_from_checkpoint
 from tests.study.builders import ECA, TINY_CORPUS, VERSION, write_study
 
 
@@ -206,19 +216,23 @@ def descendants(pid: int) -> list[psutil.Process]:
 @pytest.mark.slow
 def test_a_killed_driver_resumes_without_rerunning_or_missing_units(ray_session, study_cache,
                                                                     tmp_path: Path) -> None:
+    """Recorded units are not run again; a unit in flight continues from its last checkpoint
+    (its earlier epochs as they were trained) to the metrics of an uninterrupted run."""
+    def study(name: str) -> Path:
+        return write_study(tmp_path / f"{name}.yaml", name, budget={"epochs": 3},
+                           resources={"cpus": 1, "max_concurrent_trials": 1},
+                           ablation={"design": "factorial",
+                                     "factors": {"eca": ECA, "version": VERSION}})
+
     experiment = tmp_path / "killed"
-    study = write_study(tmp_path / "k.yaml", "killed", budget={"epochs": 2},
-                        resources={"cpus": 1, "max_concurrent_trials": 1},
-                        ablation={"design": "factorial",
-                                  "factors": {"eca": ECA, "version": VERSION}})
     process = subprocess.Popen(
-        [sys.executable, "-m", "ser_ray", "search", str(study), "--out", str(experiment),
-         "--cache", str(study_cache)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True)
+        [sys.executable, "-m", "ser_ray", "search", str(study("killed")), "--out",
+         str(experiment), "--cache", str(study_cache)], stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and process.poll() is None \
-            and len(read_ledger(experiment)) < 2:
-        time.sleep(0.5)
+            and not (read_ledger(experiment) and in_flight(experiment)):
+        time.sleep(0.05)
     assert process.poll() is None, "the study ended before it could be killed"
     orphans = descendants(process.pid)
     os.kill(process.pid, signal.SIGKILL)
@@ -228,12 +242,42 @@ def test_a_killed_driver_resumes_without_rerunning_or_missing_units(ray_session,
             orphan.kill()
         except psutil.NoSuchProcess:
             pass
+    interrupted = in_flight(experiment)
+    assert interrupted, "no unit was in flight with a checkpoint when the driver was killed"
+    with checkpoint_directory(str(experiment), interrupted[-1].checkpoint) as directory:
+        trained = outcome_from_checkpoint(directory).histories
     before = units_by_key(experiment)
     assert 0 < sum(before.values()) < 8
     assert main(["resume", str(experiment), "--cache", str(study_cache)]) == 0
     after = units_by_key(experiment)
     assert len(after) == 8 and set(after.values()) == {1}
     assert all(after[key] == 1 for key in before)
+    calm = tmp_path / "calm"
+    assert main(["search", str(study("calm")), "--out", str(calm), "--cache",
+                 str(study_cache)]) == 0
+    uninterrupted = {row.key: row for row in read_ledger(calm)}
+    resumed = [row for row in read_ledger(experiment)
+               if (row.config_hash, row.seed) == (interrupted[-1].config_hash,
+                                                  interrupted[-1].seed)]
+    assert len(resumed) == 2
+    for row in resumed:
+        continued = [record.model_dump() for record in row.history]
+        assert continued[:interrupted[-1].epoch] == [  # not trained again
+            EpochRecord.model_validate({name: record[name] for name in EpochRecord.model_fields})
+            .model_dump() for record in trained[row.fold]]
+        assert [without_time(record) for record in row.history] == \
+            [without_time(record) for record in uninterrupted[row.key].history]
+
+
+def in_flight(experiment: Path) -> list[CheckpointRow]:
+    """Checkpoints of units the ledger does not hold yet."""
+    recorded = {(row.config_hash, row.seed) for row in read_ledger(experiment)}
+    return [row for row in read_lines(experiment / CHECKPOINTS_FILE, CheckpointRow)
+            if (row.config_hash, row.seed) not in recorded]
+
+
+def without_time(record: Any) -> dict:
+    return record.model_dump(exclude={"seconds"})
 
 
 def test_a_configuration_that_keeps_failing_is_recorded_with_its_error(ray_session, study_cache,

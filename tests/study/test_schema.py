@@ -10,6 +10,7 @@ import yaml
 
 from ser_ray.cli import main
 from ser_ray.errors import UserError
+from ser_ray.schema import validate
 from ser_ray.study.design import ablation_variants, check_study
 from ser_ray.study.schema import ResourceAmounts, Resources, StudyConfig, TrialMemory, load_study
 
@@ -264,3 +265,13 @@ def test_trials_are_packed_onto_nodes_their_workers_may_spread_over() -> None:
                                         r"offer at most 4 CPUs, 1 GPUs and 16.00 GiB each "
                                         r"\(16 CPUs, 4 GPUs and 64.00 GiB in all\)"):
         workers.concurrent_trials(nodes, TrialMemory(trial=gib, worker=20 * gib))
+
+
+def test_train_workers_get_whole_gpus_or_the_study_is_refused_with_the_reason() -> None:
+    assert Resources(gpus=4, workers=2).trial_bundles(TrialMemory())[1].gpus == 2
+    with pytest.raises(UserError, match=r"resources.gpus = 1 over resources.workers = 2 gives "
+                                        r"each Train worker 0.5 GPU: NCCL cannot run two "
+                                        r"workers on one GPU; use resources.gpus = 2"):
+        validate(Resources, {"gpus": 1, "workers": 2}, "study s")
+    assert validate(Resources, {"gpus": 0.5}, "study s").gpus == 0.5  # one process may share
+

@@ -4,6 +4,7 @@ memory a trial asks Ray for."""
 from __future__ import annotations
 
 import gc
+import os
 import sys
 from typing import Any
 
@@ -11,17 +12,18 @@ import pytest
 
 from ser_ray.errors import UserError
 from ser_ray.experiment import Configuration, TrainConfig
+from ser_ray.study.cluster_shape import alive_nodes, autoscaler_node_types
 from ser_ray.study.schema import Resources, TrialMemory
 from ser_ray.study.trial import (
     TrialContext,
     build_job,
+    hide_gpus_without_request,
     ignore_exit_while_collecting,
     trial_memory,
 )
 from ser_ray.study.tune_run import (
     PlaceablePlans,
     TrialMemoryRequests,
-    node_capacities,
     trial_trainable,
 )
 from ser_ray.study.units import PLAN_KEY, TrialPlan
@@ -87,7 +89,8 @@ def test_a_trial_asks_ray_for_the_memory_its_process_needs(ray_session, tiny_stu
 
 
 def test_a_trial_no_node_can_hold_is_refused_with_the_numbers(ray_session) -> None:
-    nodes = node_capacities()
+    nodes = alive_nodes()
+    assert autoscaler_node_types() == []  # a local cluster: fixed, its monitor has no config
     assert len(nodes) == 1 and nodes[0].cpus == 2 and nodes[0].memory > 0
     assert Resources(cpus=1).concurrent_trials(nodes, TrialMemory(trial=2**20)) == 2
     assert Resources(cpus=1).concurrent_trials(
@@ -102,14 +105,26 @@ def test_a_sampled_configuration_no_node_can_hold_fails_as_its_trial_with_the_nu
         ray_session, tiny_study, tmp_path) -> None:
     context = _context(tiny_study, tmp_path, Resources(cpus=1))
     fitting = _plan((0,))
-    assert PlaceablePlans(lambda sampled: fitting, context)({}) == fitting
+    assert PlaceablePlans(lambda sampled: fitting, context, [])({}) == fitting
     # Scoring batches of ten million rows of 64×201 floats: about 1.5 TB.
     huge = fitting.model_copy(update={"configuration": fitting.configuration.model_copy(
         update={"train": TrainConfig(test_version=8, eval_batch_size=10**7)})})
-    failing = PlaceablePlans(lambda sampled: huge, context)({})
+    failing = PlaceablePlans(lambda sampled: huge, context, [])({})
     assert failing.configuration is None and failing.config_hash == huge.config_hash
     assert failing.unresolved_changes == huge.changes
-    assert "does not fit on the cluster's nodes: one trial needs 1 CPUs, 0 GPUs and" in \
+    assert "fits on no node the cluster can have: one trial needs 1 CPUs, 0 GPUs and" in \
         failing.error
-    with pytest.raises(UserError, match="does not fit on the cluster's nodes"):
+    # Where the autoscaler's node types are not known, nothing is refused: it waits.
+    assert PlaceablePlans(lambda sampled: huge, context, None)({}) == huge
+    with pytest.raises(UserError, match="fits on no node the cluster can have"):
         build_job(context, failing)
+
+
+def test_a_trial_that_asks_for_no_gpu_sees_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    hide_gpus_without_request(1, "auto")  # a GPU trial keeps what Ray gave it
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "0,1"
+    hide_gpus_without_request(0, "auto")
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == ""
+    with pytest.raises(UserError, match="train.device is 'cuda' but resources.gpus is 0"):
+        hide_gpus_without_request(0, "cuda")

@@ -1,20 +1,32 @@
-"""Featurizing a manifest into a feature cache: the per-batch featurizer, the Parquet layout,
+"""Featurizing a manifest into a feature cache: the per-block featurizer, the Parquet layout,
 and the steps around it that make a cache complete — without Ray.
 
-`Featurizer` turns one batch of manifest rows into one Arrow table of feature rows: each
-utterance is decoded once, its augmented copies derived, and every variant the recipe asks for
-(all STFT versions, all segments) computed from that one waveform. The Ray Data pipeline
-(`ser_ray.features.pipeline`) maps it over the manifest on a cluster; `build_features_here`
-runs it in this process (tests, small corpora) and writes the same cache, byte for byte the
-same rows under the same key.
+`Featurizer` turns one block of manifest rows into one Parquet part of feature rows in the
+staging directory's `data/`: each utterance is decoded once, its augmented copies derived, and
+every variant the recipe asks for (all STFT versions, all segments) computed from that one
+waveform. What else the block has to say — the utterances it skipped and why, the part it
+wrote — it returns as a small table (`outcome_schema`), which reaches the driver through Ray
+Data like any other output: the only thing a featurizer task leaves on its node's disk is its
+Parquet part, in the staging directory the cache root shares with every node. The Ray Data
+pipeline (`ser_ray.features.pipeline`) maps it over the manifest on a cluster;
+`build_features_here` runs it in this process (tests, small corpora) and writes the same cache,
+the same rows under the same key.
+
+A cache is published under its content key only when every skip is a property of the audio
+itself (`AUDIO_REASON_CODES`): a file that could not be read (a missing mount, a permission)
+would be read by a later run, so a cache without it is kept for this run only, under a
+run-private name that no later request finds (`cache.keep_unpublished`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import shutil
+import socket
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, get_args
@@ -36,10 +48,39 @@ from ser_ray.features.leakage import ORIGINAL, derived_utterance_id
 from ser_ray.features.recipe import FeatureItem
 from ser_ray.features.recipes import FeatureRecipe
 
+logger = logging.getLogger(__name__)
+
 FEATURIZE_FAILED = "featurize_failed"
-SKIPPED_PARTS_DIR = "skipped_parts"
+# Skip reasons that are properties of the audio file itself (its bytes, under this recipe):
+# every later run of the same request would skip the utterance again, so a cache that lacks
+# it is complete and is published under its content key. Any other reason — "unreadable"
+# (the file could not be opened: missing, a broken link, a directory, no permission; see
+# `ser_ray.features.audio`) or one this list does not know — says something about the
+# machine that ran it, such as a corpus mount missing on one node, and keeps the cache out of
+# the shared namespace so that a later request computes it again.
+AUDIO_REASON_CODES = frozenset({"decode_error", "empty", "not_finite", "all_zero", "too_short",
+                                FEATURIZE_FAILED})
+SKIPPED_COLUMNS = ["utterance_id", "path", "reason_code", "reason"]
+# The kinds of record in a featurizer's outcome table.
+SKIPPED_RECORD = "skipped"  # an utterance left out: utterance_id, path, reason_code, reason
+PART_RECORD = "part"  # the Parquet part the block was written to: path (its name), rows
+NO_STAGING_RECORD = "no_staging"  # the staging data directory (path) is absent on a node (reason)
+PART_WRITING_SUFFIX = ".writing"
 Device = Literal["cpu", "cuda"]
 DEVICES: tuple[str, ...] = get_args(Device)
+
+
+def outcome_schema() -> pa.Schema:
+    """What a featurizer returns for a block, one row per record (`*_RECORD`); small, and
+    carried back to the driver by Ray rather than through any file."""
+    return pa.schema([
+        ("record", pa.string()),
+        ("utterance_id", pa.string()),
+        ("path", pa.string()),
+        ("reason_code", pa.string()),
+        ("reason", pa.string()),
+        ("rows", pa.int64()),
+    ])
 
 
 def feature_schema() -> pa.Schema:
@@ -69,33 +110,52 @@ Provenance = tuple[str, str, str, str, str]
 
 
 class Featurizer:
-    """The Ray Data UDF: one pandas batch of manifest rows → one Arrow table of feature rows.
+    """The Ray Data UDF: one pandas block of manifest rows → one Parquet part of feature rows
+    in `data_dir`, and the block's outcome table (`outcome_schema`) as its output.
 
-    An utterance that cannot be decoded, augmented or featurized is recorded in the skipped
-    list with its reason, and the rest of the batch goes on.
+    The block is featurized `batch_size` utterances at a time and each batch's rows appended
+    to the part as they come, so a task holds one batch of features at a time. An utterance
+    that cannot be decoded, augmented or featurized is recorded in the outcome with its
+    reason, and the rest of the block goes on.
     """
 
     def __init__(self, recipe: FeatureRecipe, augmentations: Sequence[AugmentationSpec],
-                 seed: int, skipped_dir: str, device: Device) -> None:
+                 seed: int, data_dir: str, device: Device, batch_size: int = 8) -> None:
         self.recipe = recipe
         self.augmentations = list(augmentations)
         self.seed = seed
-        self.skipped_dir = skipped_dir
+        self.data_dir = data_dir
         self.device = device
+        self.batch_size = batch_size
 
-    def __call__(self, batch: pd.DataFrame) -> pa.Table:
+    def __call__(self, block: pd.DataFrame) -> pa.Table:
+        data_dir = Path(self.data_dir)
+        if not data_dir.is_dir():
+            # The staging directory is made by the driver: a node that does not see it does
+            # not share the cache root, and whatever it wrote would stay on its own disk.
+            return _outcome_table([{"record": NO_STAGING_RECORD, "path": str(data_dir),
+                                    "reason": socket.gethostname()}])
         # One thread per featurizer, wherever it runs (the numbers then match bit for bit);
         # the process gets its own count back.
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            return self._rows(batch)
+            return self._write_block(block, data_dir)
         finally:
             torch.set_num_threads(threads)
 
-    def _rows(self, batch: pd.DataFrame) -> pa.Table:
-        decoded: list[DecodedUtterance] = []
+    def _write_block(self, block: pd.DataFrame, data_dir: Path) -> pa.Table:
         skipped: list[dict[str, str]] = []
+        with _PartWriter(data_dir, part_name(block["utterance_id"])) as part:
+            for start in range(0, len(block), self.batch_size):
+                part.write(self._rows(block.iloc[start:start + self.batch_size], skipped))
+        records: list[dict[str, Any]] = [{"record": SKIPPED_RECORD, **item} for item in skipped]
+        if part.rows:
+            records.append({"record": PART_RECORD, "path": part.name, "rows": part.rows})
+        return _outcome_table(records)
+
+    def _rows(self, batch: pd.DataFrame, skipped: list[dict[str, str]]) -> pa.Table:
+        decoded: list[DecodedUtterance] = []
         for utterance_id, path, label in zip(batch["utterance_id"], batch["path"], batch["label"]):
             try:
                 waveform = load_waveform(path, self.recipe.sample_rate)
@@ -104,9 +164,6 @@ class Featurizer:
                 continue
             decoded.append(DecodedUtterance(utterance_id, path, label, waveform))
         provenance, items = self._featurize(decoded, skipped)
-        if skipped:
-            pd.DataFrame(skipped).to_csv(
-                Path(self.skipped_dir, f"{uuid.uuid4().hex}.csv"), index=False)
         return _rows_table(provenance, items)
 
     def _featurize(self, decoded: list[DecodedUtterance], skipped: list[dict[str, str]]
@@ -154,6 +211,74 @@ def _skipped_item(utterance_id: str, path: str, reason_code: str, reason: str
                   ) -> dict[str, str]:
     return {"utterance_id": utterance_id, "path": path, "reason_code": reason_code,
             "reason": reason}
+
+
+def part_name(utterance_ids: Iterable[str]) -> str:
+    """The Parquet part of a block, named by the utterances in it: a task Ray retries writes
+    the same name again instead of adding a second copy of its rows."""
+    digest = hashlib.sha256("\n".join(utterance_ids).encode()).hexdigest()[:20]
+    return f"part-{digest}.parquet"
+
+
+class _PartWriter:
+    """One Parquet part, written under a hidden name (which readers of `data/` skip) and
+    renamed into place when complete; nothing is left when no row came."""
+
+    def __init__(self, data_dir: Path, name: str) -> None:
+        self.final = data_dir / name
+        self.partial = data_dir / f".{name}.{uuid.uuid4().hex[:8]}{PART_WRITING_SUFFIX}"
+        self.name = name
+        self.rows = 0
+        self.writer: pq.ParquetWriter | None = None
+
+    def write(self, table: pa.Table) -> None:
+        if not table.num_rows:
+            return
+        if self.writer is None:
+            self.writer = pq.ParquetWriter(self.partial, feature_schema(), **parquet_options())
+        self.writer.write_table(table)
+        self.rows += table.num_rows
+
+    def __enter__(self) -> _PartWriter:
+        return self
+
+    def __exit__(self, error_type: type[BaseException] | None, *_: object) -> None:
+        if self.writer is None:
+            return
+        self.writer.close()
+        if error_type is None:
+            self.partial.replace(self.final)
+        else:
+            self.partial.unlink(missing_ok=True)
+
+
+def _outcome_table(records: list[dict[str, Any]]) -> pa.Table:
+    return pa.Table.from_pylist(records, schema=outcome_schema())
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the featurizers of a request reported, gathered on the driver."""
+
+    skipped: pd.DataFrame
+    """SKIPPED_COLUMNS, one row per skipped utterance, by utterance_id."""
+    parts: dict[str, int]
+    """Parquet part name → its feature rows."""
+    no_staging: list[str]
+    """Nodes that did not see the staging directory."""
+
+
+def gather_outcome(tables: Iterable[pa.Table]) -> Outcome:
+    """The featurizers' outcome tables (in any blocks, in any order) as one `Outcome`."""
+    tables = [table.cast(outcome_schema()) for table in tables]
+    table = pa.concat_tables(tables) if tables else outcome_schema().empty_table()
+    frame = table.to_pandas()
+    skipped = frame.loc[frame["record"] == SKIPPED_RECORD, SKIPPED_COLUMNS]
+    parts = frame.loc[frame["record"] == PART_RECORD]
+    return Outcome(
+        skipped=skipped.sort_values("utterance_id", kind="stable").reset_index(drop=True),
+        parts={str(name): int(rows) for name, rows in zip(parts["path"], parts["rows"])},
+        no_staging=sorted(set(frame.loc[frame["record"] == NO_STAGING_RECORD, "reason"])))
 
 
 def _rows_table(provenance: list[Provenance],
@@ -221,18 +346,23 @@ class FeatureRequest:
             write_arrays(hit.path, hit.metadata["feature_shape"])
         return hit
 
-    def stage(self, device: Device = "cpu") -> tuple[Path, Featurizer]:
-        """A fresh staging directory and the featurizer that fills it."""
+    def stage(self, device: Device = "cpu", batch_size: int = 8) -> tuple[Path, Featurizer]:
+        """A fresh staging directory and the featurizer that fills it (staging also clears
+        the cache root of stale staging folders: `cache.staging_dir`)."""
         staging = cache.staging_dir(self.cache_root, self.key)
-        (staging / SKIPPED_PARTS_DIR).mkdir()
         return staging, Featurizer(self.recipe, self.augmentations, self.seed,
-                                   str(staging / SKIPPED_PARTS_DIR), device)
+                                   str(staging / cache.DATA_DIR), device, batch_size)
 
-    def publish(self, staging: Path) -> cache.FeatureCache:
-        """Collect the skipped utterances, refuse a cache of nothing, write the metadata and
-        move the staged cache into place."""
-        skipped = _collect_skipped(staging)
+    def publish(self, staging: Path, outcome: Outcome) -> cache.FeatureCache:
+        """Check that every part the featurizers wrote is here, refuse a cache of nothing,
+        write the skipped list and metadata, and move the staged cache into place: under its
+        key when every skip is a property of the audio, else under a run-private name."""
+        _refuse_parts_out_of_sight(outcome, staging)
+        skipped = outcome.skipped
         _refuse_if_nothing_featurized(skipped, len(self.manifest), staging)
+        unread = skipped[~skipped["reason_code"].isin(AUDIO_REASON_CODES)]
+        _refuse_if_nothing_read(unread, len(self.manifest) - len(skipped), staging)
+        skipped.to_csv(staging / cache.SKIPPED_FILE, index=False)
         rows = pads.dataset(staging / cache.DATA_DIR, format="parquet").count_rows()
         write_arrays(staging, self.recipe.feature_shape())
         metadata = {
@@ -247,7 +377,21 @@ class FeatureRequest:
             "manifest_path": str(self.manifest_path),
             "libraries": cache.library_versions(),
         }
-        return cache.publish(staging, self.cache_root, self.key, metadata)
+        if unread.empty:
+            return cache.publish(staging, self.cache_root, self.key, metadata)
+        kept = cache.keep_unpublished(staging, self.cache_root, self.key, {
+            **metadata, "unpublished": f"{len(unread)} utterance(s) skipped for reasons "
+                                       f"other than their audio"})
+        examples = "; ".join(f"{row.path}: {row.reason} ({row.reason_code})"
+                             for row in unread.head(3).itertuples())
+        logger.warning(
+            "%d of %d utterances were skipped because their files could not be read, not "
+            "because of their audio (first: %s). This run goes on with the other utterances, "
+            "but the feature cache was NOT published under its key %s: it is kept for this "
+            "run only in %s, and a later request computes it again (make the corpus readable "
+            "on every node first).", len(unread), len(self.manifest), examples, self.key,
+            kept.path)
+        return kept
 
 
 def feature_request(manifest_path: Path, recipe: FeatureRecipe, cache_root: Path,
@@ -271,19 +415,49 @@ def build_features_here(manifest_path: Path, recipe: FeatureRecipe, cache_root: 
                         augmentations: Sequence[AugmentationSpec] = (), *, seed: int = 0,
                         batch_size: int = 8) -> tuple[cache.FeatureCache, bool]:
     """The same cache as `ser_ray.features.pipeline.build_features`, computed in this process
-    (no Ray): one Parquet file per batch of manifest rows. Returns (cache, whether it was a
-    hit)."""
+    (no Ray): the whole manifest as one block, so one Parquet part. Returns (cache, whether
+    it was a hit)."""
     wanted = feature_request(manifest_path, recipe, cache_root, augmentations, seed)
     hit = wanted.published()
     if hit is not None:
         return hit, True
-    staging, featurizer = wanted.stage()
-    inputs = wanted.manifest.loc[:, ["utterance_id", "path", "label"]]
-    for start in range(0, len(inputs), batch_size):
-        table = featurizer(inputs.iloc[start:start + batch_size])
-        pq.write_table(table, staging / cache.DATA_DIR / f"part-{start:08d}.parquet",
-                       **parquet_options())
-    return wanted.publish(staging), False
+    staging, featurizer = wanted.stage(batch_size=batch_size)
+    outcome = featurizer(wanted.manifest.loc[:, ["utterance_id", "path", "label"]])
+    return wanted.publish(staging, gather_outcome([outcome])), False
+
+
+def _refuse_parts_out_of_sight(outcome: Outcome, staging: Path) -> None:
+    """Featurizer tasks write their parts where they run: a node that does not share the
+    cache root reports so, or wrote a part that this machine does not see. Publishing then
+    would make a cache without those rows, so nothing is kept and the run stops, naming the
+    nodes (a hidden part still being written by a retried task is not one of the parts)."""
+    data = staging / cache.DATA_DIR
+    missing = [name for name in outcome.parts if not (data / name).is_file()]
+    if not outcome.no_staging and not missing:
+        for leftover in data.glob(f".*{PART_WRITING_SUFFIX}"):
+            leftover.unlink(missing_ok=True)  # a task killed mid-write, written again since
+        return
+    shutil.rmtree(staging, ignore_errors=True)
+    where = (f"on node(s) {', '.join(outcome.no_staging)}" if outcome.no_staging else
+             f"({len(missing)} of {len(outcome.parts)} feature files written by featurizer "
+             f"tasks are not visible here, e.g. {missing[0]})")
+    raise UserError(f"the feature cache root {staging.parent} is not the same directory on "
+                    f"every Ray node: its staging directory {data} is missing {where}; put the "
+                    f"cache (--cache / cache_dir / SER_RAY_CACHE) on a file system every node "
+                    f"mounts at the same path")
+
+
+def _refuse_if_nothing_read(unread: pd.DataFrame, featurized: int, staging: Path) -> None:
+    """No utterance featurized and files that could not be read: the corpus is not where the
+    manifest says (a mount missing, a wrong root), and a cache of nothing would only fail
+    later, in training; nothing is kept."""
+    if unread.empty or featurized:
+        return
+    shutil.rmtree(staging, ignore_errors=True)
+    examples = "; ".join(f"{row.path}: {row.reason}" for row in unread.head(3).itertuples())
+    raise UserError(f"no utterance could be featurized and {len(unread)} of their files could "
+                    f"not be read (first: {examples}), so no feature cache was written; check "
+                    f"that the corpus is mounted at the same path on every node")
 
 
 def _refuse_if_nothing_featurized(skipped: pd.DataFrame, utterances: int,
@@ -300,16 +474,3 @@ def _refuse_if_nothing_featurized(skipped: pd.DataFrame, utterances: int,
     raise UserError(f"featurizing failed for every one of the {decoded} decodable utterances, "
                     f"so no feature cache was written (first failures: {examples}); check the "
                     f"recipe's parameters and the device")
-
-
-def _collect_skipped(staging: Path) -> pd.DataFrame:
-    parts = sorted((staging / SKIPPED_PARTS_DIR).glob("*.csv"))
-    columns = ["utterance_id", "path", "reason_code", "reason"]
-    # keep_default_na=False: an utterance id such as "NA" or "nan" is text, not a missing value.
-    tables = [pd.read_csv(part, dtype=str, keep_default_na=False) for part in parts]
-    skipped = pd.concat(tables, ignore_index=True) if parts else pd.DataFrame(columns=columns)
-    skipped.sort_values("utterance_id").to_csv(staging / cache.SKIPPED_FILE, index=False)
-    for part in parts:
-        part.unlink()
-    (staging / SKIPPED_PARTS_DIR).rmdir()
-    return skipped

@@ -1,8 +1,10 @@
 """Ray Data feature pipeline: manifest → decode → mono/resample → augment → featurize → Parquet.
 
 Each Ray task runs the `Featurizer` (`ser_ray.features.featurize`) on a block of manifest
-rows; rows stream straight to Parquet and the driver never holds features. A finished request
-is a cache hit that returns without starting Ray.
+rows; rows stream straight to the block's Parquet part in the shared staging directory and
+the driver never holds features. What the driver needs besides — the skipped utterances, the
+parts written — is each task's output, gathered through Ray. A finished request is a cache hit
+that returns without starting Ray.
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ from ser_ray.features.featurize import (
     DEVICES,
     Device,
     Featurizer,
+    Outcome,
     feature_request,
-    parquet_options,
+    gather_outcome,
 )
 from ser_ray.features.recipes import FeatureRecipe
 from ser_ray.ray_session import ensure_ray
@@ -44,8 +47,13 @@ def build_features(
 ) -> tuple[cache.FeatureCache, bool]:
     """Features for every utterance of the manifest; returns (cache, whether it was a hit).
 
+    The cache is published under its content key for every later request, unless some
+    utterances were skipped because their files could not be read (not because of their
+    audio): it is then this run's only, under a run-private name, and a warning says so
+    (`ser_ray.features.featurize.FeatureRequest.publish`).
+
     Args:
-        batch_size: manifest rows per featurizer call (decoded, augmented and featurized
+        batch_size: manifest rows per recipe call (decoded, augmented and featurized
             together).
         concurrency: featurizer tasks running at once, the size of the Ray Data
             `TaskPoolStrategy`; None = the cluster's CPUs, or its GPUs on cuda.
@@ -54,7 +62,9 @@ def build_features(
             key and a hit returns whatever the device.
 
     Raises:
-        UserError: an empty manifest, an unknown device, or cuda on a cluster without GPUs.
+        UserError: an empty manifest, an unknown device, cuda on a cluster without GPUs, a
+            cache root that is not shared by every node, no utterance featurized (a broken
+            recipe, or no file readable).
     """
     if device not in DEVICES:
         raise UserError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
@@ -64,9 +74,9 @@ def build_features(
         return hit, True
     ensure_ray()
     _require_gpus_for(device)
-    staging, featurizer = wanted.stage(device)
-    _run(wanted.manifest, featurizer, staging, batch_size, concurrency)
-    return wanted.publish(staging), False
+    staging, featurizer = wanted.stage(device, batch_size)
+    outcome = _run(wanted.manifest, featurizer, concurrency)
+    return wanted.publish(staging, outcome), False
 
 
 def _require_gpus_for(device: Device) -> None:
@@ -76,8 +86,7 @@ def _require_gpus_for(device: Device) -> None:
                         "none; use device 'cpu' (--device cpu) or a cluster with GPU nodes")
 
 
-def _run(manifest: pd.DataFrame, featurizer: Featurizer, staging: Path, batch_size: int,
-         concurrency: int | None) -> None:
+def _run(manifest: pd.DataFrame, featurizer: Featurizer, concurrency: int | None) -> Outcome:
     on_gpu = featurizer.device == "cuda"
     tasks = concurrency or max(1, int(ray.cluster_resources().get("GPU" if on_gpu else "CPU", 1)))
     inputs = manifest.loc[:, ["utterance_id", "path", "label"]]
@@ -85,26 +94,26 @@ def _run(manifest: pd.DataFrame, featurizer: Featurizer, staging: Path, batch_si
     dataset.context.enable_progress_bars = sys.stderr.isatty()
     # Ray 2.60's resource allocator learns the cluster size from an actor it does not wait
     # for (ray-project/ray#62725): for the first second of every run it sees no CPUs and
-    # admits one task at a time. This plan is one fused decode-featurize-write operator
-    # whose outputs are write receipts, so the allocator has nothing to protect here.
+    # admits one task at a time. This plan is one decode-featurize-write operator whose
+    # outputs are a few records per block, so the allocator has nothing to protect here.
     dataset.context.op_resource_reservation_enabled = False
     # Tasks, not an actor pool: the pool's worker processes (torch and librosa imported)
-    # stay warm from one request to the next instead of starting per request, and a
-    # task-pool map fuses with a write of the same size and resources, so feature blocks go
-    # from the featurizer straight to Parquet without passing through the object store.
+    # stay warm from one request to the next instead of starting per request. Each task
+    # takes one whole block (batch_size=None) and writes it as one Parquet part itself, a
+    # batch at a time, so feature rows never pass through the object store; its output is
+    # the block's outcome table, which comes back here.
     resources = {"num_gpus": 1} if on_gpu else {}
-    featurized = dataset.map_batches(featurizer, batch_size=batch_size, batch_format="pandas",
+    featurized = dataset.map_batches(featurizer, batch_size=None, batch_format="pandas",
                                      compute=ray.data.TaskPoolStrategy(size=tasks), **resources)
-    featurized.write_parquet(str(staging / cache.DATA_DIR), concurrency=tasks,
-                             ray_remote_args=resources, **parquet_options())
+    return gather_outcome(ray.get(featurized.to_arrow_refs()))
 
 
 def _task_blocks(inputs: pd.DataFrame, tasks: int) -> list[pd.DataFrame]:
     """Equal blocks of manifest rows, a multiple of `tasks` of them (so no worker idles at
     the end), none over MAX_UTTERANCES_PER_TASK rows.
 
-    A block is one task, and the fused write holds a task's rows until it writes them as
-    one file, so the cap bounds a worker's memory whatever the corpus size.
+    A block is one task and one Parquet part; the cap bounds how much work a lost task
+    costs and keeps the parts of a large corpus many, whatever its size.
     """
     rounds = math.ceil(len(inputs) / (tasks * MAX_UTTERANCES_PER_TASK))
     size = math.ceil(len(inputs) / min(len(inputs), tasks * rounds))

@@ -159,7 +159,7 @@ def _features(study: StudyConfig, manifest: Path, cache_root: Path, log: Any
         log(f"features {name}: {'cache hit' if hit else 'computed'} {feature_cache.path} "
             f"({metadata['rows']} rows)")
         records.append(FeatureSetRecord(
-            name=name, cache_key=feature_cache.path.name, path=str(feature_cache.path),
+            name=name, cache_key=metadata["key"], path=str(feature_cache.path),
             identity=FeatureIdentity(recipe=metadata["recipe"],
                                      augmentations=metadata["augmentations"],
                                      seed=metadata["seed"],

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -189,3 +191,82 @@ def test_a_directory_without_metadata_at_the_key_is_replaced(tmp_path: Path) -> 
     published = cache.publish(staging, tmp_path, key, {"run": "new"})
     assert json.loads((published.path / cache.METADATA_FILE).read_text()) == {"run": "new"}
     assert sorted(path.name for path in published.data_dir.iterdir()) == ["part-0.parquet"]
+
+
+# --- stale folders of other runs --------------------------------------------------------------
+
+HOUR = 3600.0
+
+
+def age(folder: Path, seconds: float) -> Path:
+    """Set every entry of the folder's tree (deepest first) to `seconds` ago: a run that
+    stopped touching it then."""
+    then = time.time() - seconds
+    for path in sorted(folder.rglob("*"), key=lambda path: len(path.parts), reverse=True):
+        os.utime(path, (then, then), follow_symlinks=False)
+    os.utime(folder, (then, then))
+    return folder
+
+
+def staged(cache_root: Path, key: str) -> Path:
+    staging = cache.staging_dir(cache_root, key)
+    write_parts(staging)
+    return staging
+
+
+def unshared(cache_root: Path, key: str) -> Path:
+    return cache.keep_unpublished(staged(cache_root, key), cache_root, key, {"key": key}).path
+
+
+def test_a_run_private_cache_is_complete_but_never_found_by_key(tmp_path: Path) -> None:
+    key = key_of()
+    private = unshared(tmp_path, key)
+    assert private.name.startswith(f".unshared-{key}-")
+    assert cache.open_cache(private).metadata == {"key": key}
+    assert cache.find_complete(tmp_path, key) is None
+    assert [path.name for path in tmp_path.iterdir()] == [private.name]  # nothing staged left
+
+
+def test_stale_staging_and_run_private_folders_are_removed_and_fresh_ones_kept(
+        tmp_path: Path) -> None:
+    key = key_of()
+    # Made first (staging one removes what is stale already), aged after.
+    crashed, live, writing = (cache.staging_dir(tmp_path, key) for _ in range(3))
+    old_private, recent_private = unshared(tmp_path, key), unshared(tmp_path, key)
+    published = cache.publish(staged(tmp_path, key), tmp_path, key, {"key": key})
+    (tmp_path / "corpora").mkdir()
+    age(crashed, cache.STALE_STAGING_S + HOUR)
+    age(live, cache.STALE_STAGING_S - HOUR)
+    # Old, but a part is being written into it right now: another machine's live run.
+    (writing / cache.DATA_DIR / ".part-0.parquet.1234.writing").write_bytes(b"half")
+    age(writing, 10 * cache.STALE_STAGING_S)
+    os.utime(writing / cache.DATA_DIR / ".part-0.parquet.1234.writing")  # written to just now
+    age(old_private, cache.STALE_UNSHARED_S + HOUR)
+    # A day old is stale for a staging folder, not for the cache a long study still reads.
+    age(recent_private, cache.STALE_STAGING_S + HOUR)
+    age(published.path, 100 * cache.STALE_UNSHARED_S)
+    age(tmp_path / "corpora", 100 * cache.STALE_UNSHARED_S)
+    half_removed = tmp_path / f".removing-.staging-{key}-00000000"
+    (half_removed / cache.DATA_DIR).mkdir(parents=True)
+
+    removed = cache.remove_stale(tmp_path)
+
+    assert sorted(removed) == sorted([crashed, old_private, half_removed])
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(
+        [live.name, writing.name, recent_private.name, key, "corpora"])
+    assert (writing / cache.DATA_DIR / ".part-0.parquet.1234.writing").read_bytes() == b"half"
+
+
+def test_staging_a_request_removes_the_stale_folders_of_other_runs(tmp_path: Path) -> None:
+    key = key_of()
+    crashed = age(cache.staging_dir(tmp_path, key), cache.STALE_STAGING_S + HOUR)
+    fresh = cache.staging_dir(tmp_path, key)
+    assert not crashed.exists()
+    assert sorted(path.name for path in tmp_path.iterdir()) == [fresh.name]
+
+
+def test_opening_a_run_private_cache_renews_its_age(tmp_path: Path) -> None:
+    private = age(unshared(tmp_path, key_of()), cache.STALE_UNSHARED_S + HOUR)
+    cache.open_cache(private)  # a trial of the run that made it starts
+    assert cache.remove_stale(tmp_path) == []
+    assert private.is_dir()

@@ -9,9 +9,14 @@ to float32 rounding: FEATURE_ATOL = 1e-5 in log-Mel / MFCC units (measured: 0).
 from __future__ import annotations
 
 import json
+import logging
+import os
+import shutil
+import socket
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -28,11 +33,11 @@ from ser_ray.errors import UserError
 from ser_ray.features import cache, load_features, parse_augmentation
 from ser_ray.features.audio import load_waveform
 from ser_ray.features.augment import apply_augmentation
-from ser_ray.features.featurize import build_features_here, feature_schema
+from ser_ray.features.featurize import build_features_here, feature_request, feature_schema
 from ser_ray.features.leakage import derived_utterance_id
 from ser_ray.features.logmel import LogMelRecipe
 from ser_ray.features.mfcc_segments import MfccSegmentsRecipe
-from ser_ray.features.pipeline import build_features
+from ser_ray.features.pipeline import _run, build_features
 from ser_ray.synth import SynthConfig, write_synthetic_iemocap
 
 FEATURE_ATOL = 1e-5
@@ -267,17 +272,24 @@ def test_the_same_request_again_is_a_hit_that_never_starts_ray(
     assert "status 0 ray initialised False" in result.stdout
 
 
-def test_a_staging_directory_left_by_a_killed_run_is_ignored(
+def test_a_recent_staging_directory_is_ignored_and_a_stale_one_removed(
         manifest_path: Path, tmp_path: Path) -> None:
     recipe = LogMelRecipe(versions=(1,))
     key = cache.cache_key(cache.feature_request(recipe, [], 0, read_manifest(manifest_path)))
+    crashed_long_ago = cache.staging_dir(tmp_path, key)
     leftover = cache.staging_dir(tmp_path, key)
     (leftover / cache.DATA_DIR / "partial.parquet").write_bytes(b"half a file")
+    then = time.time() - cache.STALE_STAGING_S - 3600
+    for path in (crashed_long_ago / cache.DATA_DIR, crashed_long_ago):
+        os.utime(path, (then, then))
     feature_cache, hit = build_features(manifest_path, recipe, tmp_path)
     assert not hit
     assert feature_cache.path == tmp_path / key
     assert feature_cache.metadata["rows"] == len(load_features(feature_cache.path)) == 8
+    # A recent one may be another machine's live run: kept. A stale one is removed.
     assert (leftover / cache.DATA_DIR / "partial.parquet").read_bytes() == b"half a file"
+    assert not crashed_long_ago.exists()
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted([key, leftover.name])
 
 
 # --- determinism -----------------------------------------------------------------------------
@@ -365,6 +377,9 @@ def test_stereo_and_44k_files_are_downmixed_and_resampled_and_bad_files_skipped(
     skipped = feature_cache.skipped().set_index("utterance_id")["reason_code"].to_dict()
     assert skipped == {"corrupt": "decode_error", "silent": "all_zero", "nan": "not_finite",
                        "empty": "empty"}
+    # Each of those is a property of the audio: the cache is published under its key.
+    assert cache.find_complete(tmp_path / "cache", feature_cache.metadata["key"]) \
+        == feature_cache
     loaded = load_features(feature_cache.path)
     assert sorted(loaded.source_utterance_ids) == ["cd", "mono", "stereo"]
     assert (feature_cache.metadata["utterances"], feature_cache.metadata["skipped"]) == (3, 4)
@@ -406,6 +421,83 @@ def test_utterances_that_fail_after_decoding_are_skipped_and_their_batch_kept(
     assert sorted(zip(loaded.source_utterance_ids, loaded.augmentations)) == [
         ("good", "none"), ("good", "tempo:factor=2")]
     assert (feature_cache.metadata["utterances"], feature_cache.metadata["skipped"]) == (1, 2)
+
+
+def test_skip_records_from_featurizer_tasks_reach_the_driver_as_data(tmp_path: Path) -> None:
+    """Each task writes its Parquet part and nothing else; what it skipped comes back as its
+    output, through Ray, to a driver that may be on another node."""
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    files = {}
+    for index in range(6):
+        files[f"good{index}"] = audio / f"good{index}.wav"
+        soundfile.write(files[f"good{index}"], tone(0.3 + 0.05 * index, 16000), 16000)
+    (audio / "corrupt.wav").write_bytes(b"definitely not RIFF audio " * 20)
+    soundfile.write(audio / "silent.wav", np.zeros(8000, np.float32), 16000)
+    files |= {"corrupt": audio / "corrupt.wav", "silent": audio / "silent.wav"}
+    wanted = feature_request(manifest_of(files, tmp_path / "manifest.parquet"),
+                             LogMelRecipe(versions=(1,)), tmp_path / "cache")
+    staging, featurizer = wanted.stage(batch_size=2)
+
+    outcome = _run(wanted.manifest, featurizer, concurrency=2)
+
+    assert outcome.skipped[["utterance_id", "path", "reason_code"]].values.tolist() == [
+        ["corrupt", str(audio / "corrupt.wav"), "decode_error"],
+        ["silent", str(audio / "silent.wav"), "all_zero"]]
+    assert outcome.skipped["reason"].tolist()[1] == "every sample is zero (silent file)"
+    assert outcome.no_staging == [] and sum(outcome.parts.values()) == 6
+    # The staging layout: the tasks' Parquet parts, one per block, and nothing else.
+    assert len(outcome.parts) == 2
+    assert sorted(str(path.relative_to(staging)) for path in staging.rglob("*")) == sorted(
+        [cache.DATA_DIR, *(f"{cache.DATA_DIR}/{name}" for name in outcome.parts)])
+    feature_cache = wanted.publish(staging, outcome)
+    assert feature_cache.path == tmp_path / "cache" / wanted.key
+    assert feature_cache.skipped()["utterance_id"].tolist() == ["corrupt", "silent"]
+    assert (feature_cache.metadata["utterances"], feature_cache.metadata["rows"]) == (6, 6)
+
+
+def test_featurizer_tasks_that_do_not_see_the_staging_directory_say_so(
+        manifest_path: Path, tmp_path: Path) -> None:
+    wanted = feature_request(manifest_path, LogMelRecipe(versions=(1,)), tmp_path / "cache")
+    staging, featurizer = wanted.stage()
+    featurizer.data_dir = str(tmp_path / "elsewhere" / cache.DATA_DIR)  # another node's view
+    outcome = _run(wanted.manifest, featurizer, concurrency=2)
+    assert outcome.no_staging == [socket.gethostname()] and outcome.parts == {}
+    with pytest.raises(UserError, match="is not the same directory on every Ray node"):
+        wanted.publish(staging, outcome)
+    assert list((tmp_path / "cache").iterdir()) == []
+
+
+def test_a_missing_file_keeps_the_cache_unpublished_so_a_second_request_recomputes(
+        manifest_path: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    corpus = tmp_path / "corpus"
+    manifest = read_manifest(manifest_path)
+    corpus.mkdir()
+    for path in manifest["path"]:
+        shutil.copy(path, corpus)
+    copied = manifest.assign(path=[str(corpus / Path(path).name) for path in manifest["path"]])
+    write_manifest(copied, tmp_path / "manifest.parquet", {"corpus": "iemocap"})
+    lost = copied.iloc[3]
+    Path(lost["path"]).unlink()  # gone after the scan: a mount that went away
+    recipe, root = LogMelRecipe(versions=(1,)), tmp_path / "cache"
+
+    with caplog.at_level(logging.WARNING, logger="ser_ray.features.featurize"):
+        first, hit = build_features(tmp_path / "manifest.parquet", recipe, root)
+
+    assert not hit and first.path.name.startswith(".unshared-")
+    assert cache.find_complete(root, first.metadata["key"]) is None
+    assert first.skipped()[["utterance_id", "reason_code"]].values.tolist() == [
+        [lost["utterance_id"], "unreadable"]]
+    assert len(load_features(first.path)) == first.metadata["rows"] == 7
+    assert any(f"{lost['path']}: cannot read the file" in record.getMessage()
+               and "NOT published" in record.getMessage() for record in caplog.records)
+    again, hit = build_features(tmp_path / "manifest.parquet", recipe, root)
+    assert not hit and again.path != first.path and again.path.name.startswith(".unshared-")
+    # The file is back: the same request is computed and published under its key.
+    shutil.copy(manifest.iloc[3]["path"], lost["path"])
+    fixed, hit = build_features(tmp_path / "manifest.parquet", recipe, root)
+    assert not hit and fixed.path == root / first.metadata["key"]
+    assert fixed.metadata["rows"] == 8 and fixed.skipped().empty
 
 
 def test_a_recipe_that_fails_on_every_utterance_publishes_no_cache(tmp_path: Path) -> None:

@@ -201,9 +201,13 @@ def append_checkpoints(experiment_dir: Path, rows: Iterable[CheckpointRow]) -> N
 
 
 def latest_checkpoints(experiment_dir: Path) -> dict[tuple[str, int, tuple[int, ...]], str]:
-    """The last checkpoint saved for each (configuration, seed, folds), by its path."""
+    """The last checkpoint saved for each (configuration, seed, folds) by a trial that never
+    ended: one that ended (its units are in the ledger, failed ones included) is not
+    continued, so a failed unit is retried from its first epoch."""
+    ended = {row.trial_id for row in read_ledger(experiment_dir)}
     return {(row.config_hash, row.seed, row.folds): row.checkpoint
-            for row in read_lines(Path(experiment_dir) / CHECKPOINTS_FILE, CheckpointRow)}
+            for row in read_lines(Path(experiment_dir) / CHECKPOINTS_FILE, CheckpointRow)
+            if row.trial_id not in ended}
 
 
 def trials_run(experiment_dir: Path, ledger: Sequence[UnitRow] | None = None) -> set[str]:

@@ -3,11 +3,12 @@
 A study is refused up front only when one trial fits on no node the cluster can ever have;
 a trial that fits only on a node type the autoscaler has not started yet waits for it. The
 node types come from the autoscaler's own configuration: the one it reported to the GCS
-(autoscaler v2 on KubeRay) or, failing that, the file its monitor process on this node was
-started with (`ray up`'s `~/ray_bootstrap_config.yaml`, `ray start --autoscaling-config`).
-A monitor started without one runs a cluster of fixed size. Where no monitor is visible
-(a KubeRay head runs its autoscaler in a sidecar container) the node types are unknown:
-nothing is refused, and trials wait for nodes.
+(Ray releases after 2.60 do; the source Ray Data reads) or, failing that, the file its
+monitor process on this node was started with (`ray up`'s `~/ray_bootstrap_config.yaml`,
+`ray start --autoscaling-config`). A monitor started without one runs a cluster of fixed
+size. Where no monitor is visible (a KubeRay head runs its autoscaler in a sidecar container)
+or its file cannot be read, the node types are unknown: nothing is refused, and trials wait
+for nodes.
 """
 
 from __future__ import annotations
@@ -28,10 +29,11 @@ MONITOR_SCRIPTS = ("autoscaler/_private/monitor.py", "autoscaler/v2/monitor.py")
 
 @dataclass(frozen=True)
 class NodeType:
-    """A worker node type the autoscaler may start `more` nodes of, beyond its minimum (those
-    are among the alive nodes). `declares_memory` is False when its config gives no memory:
-    the autoscaler then never starts it for a request that asks for memory (Ray's node
-    providers fill memory in for AWS and KubeRay but not for GCP or fake nodes)."""
+    """A worker node type the autoscaler may start up to `more` nodes of (its maximum: a
+    node of its minimum may be starting, or preempted and started again). `declares_memory`
+    is False when its config gives no memory: the autoscaler then never starts it for a
+    request that asks for memory (Ray's node providers fill memory in for AWS and KubeRay but
+    not for GCP or fake nodes)."""
 
     name: str
     offers: ResourceAmounts
@@ -47,9 +49,10 @@ class ClusterShape:
     node_types: list[NodeType] | None
 
     def candidates(self, bundles: int) -> list[ResourceAmounts]:
-        """Every node one trial of `bundles` bundles could ever be placed on: the alive ones
-        and, per node type, as many as the trial could use (a node type's undeclared memory
-        counts as unbounded: whatever Ray finds on the node)."""
+        """The nodes `bundles` placement-group bundles could ever be placed on: the alive
+        ones and, per node type, as many as they could use, up to its maximum (at most: the
+        alive nodes of that type count twice). A node type's undeclared memory counts as
+        unbounded: whatever Ray finds on the node."""
         added = [ResourceAmounts(cpus=kind.offers.cpus, gpus=kind.offers.gpus,
                                  memory=kind.offers.memory if kind.declares_memory
                                  else math.inf)
@@ -81,14 +84,21 @@ def autoscaler_node_types() -> list[NodeType] | None:
     reported = _reported_node_types()
     if reported is not None:
         return reported
-    monitor = _monitor_command_line()
+    monitor = _monitor_process()
     if monitor is None:
         return None
-    config = next((argument.split("=", 1)[1] for argument in monitor
-                   if argument.startswith(AUTOSCALING_CONFIG_FLAG + "=")), None)
-    if config is None:
-        return []
-    return node_types_from_config(yaml.safe_load(Path(config).expanduser().read_text()))
+    try:
+        command, directory = monitor.cmdline(), monitor.cwd()
+        config = next((argument.split("=", 1)[1] for argument in command
+                       if argument.startswith(AUTOSCALING_CONFIG_FLAG + "=")), None)
+        if config is None:
+            return []
+        path = Path(directory, Path(config).expanduser())  # as the monitor reads it
+        return node_types_from_config(yaml.safe_load(path.read_text()))
+    except (OSError, psutil.Error, yaml.YAMLError, AttributeError, TypeError) as error:
+        print(f"the autoscaler's node types could not be read ({error!r}): nothing is "
+              f"refused for want of a node type", flush=True)
+        return None
 
 
 def node_types_from_config(config: dict) -> list[NodeType]:
@@ -110,8 +120,9 @@ more=3, declares_memory=False)]
             name=name, offers=ResourceAmounts(cpus=resources.get("CPU", 0),
                                               gpus=resources.get("GPU", 0),
                                               memory=resources.get("memory", 0)),
-            more=min(node_type.get("max_workers", cluster_cap), cluster_cap)
-            - node_type.get("min_workers", 0),
+            # Not less its minimum: those nodes count once alive, and a preempted one is
+            # started again.
+            more=min(node_type.get("max_workers", cluster_cap), cluster_cap),
             declares_memory="memory" in resources))
     return kinds
 
@@ -130,19 +141,21 @@ def _reported_node_types() -> list[NodeType] | None:
                      offers=ResourceAmounts(cpus=group.resources.get("CPU", 0),
                                             gpus=group.resources.get("GPU", 0),
                                             memory=group.resources.get("memory", 0)),
-                     more=(math.inf if group.max_count == -1
-                           else group.max_count - group.min_count),
+                     more=math.inf if group.max_count == -1 else group.max_count,
                      declares_memory="memory" in group.resources)
             for group in config.node_group_configs]
 
 
-def _monitor_command_line() -> list[str] | None:
-    """The command line of this cluster's autoscaler monitor, when it runs on this node."""
-    gcs = f"--gcs-address={ray.get_runtime_context().gcs_address}"
+def _monitor_process() -> psutil.Process | None:
+    """This cluster's autoscaler monitor, when it runs on this node: the one whose GCS port
+    is this cluster's (the host part may be spelt another way)."""
+    port = ray.get_runtime_context().gcs_address.rsplit(":", 1)[-1]
     for process in psutil.process_iter(["cmdline"]):
         command = process.info["cmdline"] or []
-        if gcs in command and any(argument.endswith(MONITOR_SCRIPTS) for argument in command):
-            return command
+        if any(argument.endswith(MONITOR_SCRIPTS) for argument in command) and any(
+                argument.startswith("--gcs-address=") and argument.endswith(f":{port}")
+                for argument in command):
+            return process
     return None
 
 

@@ -88,13 +88,16 @@ class LedgerWriter:
 
     def reported(self, trial_id: str, result: dict[str, Any],
                  train_checkpoint: str | None = None) -> None:
-        """An epoch's result: its fold records (a resumed trial's replace the later epochs),
+        """An epoch's result: its fold records (each replacing that epoch's, if reported),
         parameter count, the variant it replays, and (multi-worker trials) the path of its
         TorchTrainer's checkpoint."""
         per_fold = self.records.setdefault(trial_id, {})
         for record in result.get("fold_records", []):
             history = per_fold.setdefault(int(record["fold"]), [])
-            history[:] = [r for r in history if r["epoch"] < record["epoch"]] + [record]
+            # An epoch reported again (a retried trial trains again from its last checkpoint,
+            # a resumed one reports what it continues) replaces that epoch alone.
+            history[:] = sorted([r for r in history if r["epoch"] != record["epoch"]]
+                                + [record], key=lambda r: r["epoch"])
         if "parameters" in result:
             self.parameters[trial_id] = int(result["parameters"])
         if REPLAY_KEY in result:

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import itertools
 import sys
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,8 +124,7 @@ def _run(study: StudyConfig, experiment_dir: Path, variants: list[Variant],
     filesystem(storage)  # an unusable storage_path fails now, not after the data is prepared
     cache_root = study_cache_root(study, cache_root)
     # Before any feature is computed on another node: what every node must share, shared.
-    check_cluster_storage(_shared_paths(experiment_dir, cache_root, storage),
-                          _sample_files(study.corpus.root))
+    check_cluster_storage(_shared_paths(experiment_dir, cache_root, storage), study.corpus.root)
     prepared = prepare_study(study, experiment_dir, cache_root)
     record = study_record(study, prepared, variants, storage)
     write_study_record(experiment_dir, record)
@@ -172,17 +171,11 @@ def _shared_paths(experiment_dir: Path, cache_root: Path, storage: str) -> dict[
     """The folders every node reads or writes: the experiment folder (prepared data, ledger,
     errors), the feature cache, and the trial storage when it is a local folder."""
     paths = {"experiment folder (--out)": experiment_dir, "feature cache (--cache)": cache_root}
-    if "://" not in storage and Path(storage) != experiment_dir:
-        paths["trial storage (storage_path)"] = Path(storage)
+    address = urllib.parse.urlsplit(storage)
+    local = Path(address.path) if address.scheme in ("", "file") else None
+    if local is not None and local != experiment_dir:
+        paths["trial storage (storage_path)"] = local
     return paths
-
-
-def _sample_files(corpus_root: Path | None, count: int = 3) -> list[Path]:
-    """A few files of a corpus on disk, which every node must see as the driver does."""
-    if corpus_root is None or not corpus_root.is_dir():
-        return []
-    return list(itertools.islice((path for path in sorted(corpus_root.rglob("*"))
-                                  if path.is_file()), count))
 
 
 def _optuna_trials(study: StudyConfig, experiment_dir: Path, plans: list[TrialPlan],

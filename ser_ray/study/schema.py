@@ -117,8 +117,8 @@ class Resources(StrictModel):
     workers: int = Field(1, ge=1, description="Ray Train workers per trial; 1 trains inside "
                          "the Tune trial, more launch a TorchTrainer (fold-parallel or DDP)")
     max_concurrent_trials: int | None = Field(None, ge=1, description="a cap on trials "
-                                              "running at once; default: no cap, as many as "
-                                              "the nodes (and those the autoscaler adds) hold")
+                                              "running at once; default: as many as the "
+                                              "largest cluster the autoscaler can make holds")
 
     @pydantic.model_validator(mode="after")
     def _whole_gpus_per_worker(self) -> Resources:

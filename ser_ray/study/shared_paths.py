@@ -164,6 +164,10 @@ def check_shared_paths(paths: Mapping[str, Path], corpus_files: Sequence[Path] =
     finally:
         for path in written:
             path.unlink(missing_ok=True)
+    # A node that died or was drained during the check (an idle one the autoscaler removes)
+    # shares nothing any more: it is not a reason to refuse.
+    alive = {node["NodeID"] for node in ray.nodes() if node["Alive"]}
+    reports = [report for report in reports if not report.problems or report.node_id in alive]
     message = refusal(sorted(reports, key=lambda report: (report.ip, report.node_id)))
     if message:
         raise UserError(message)

@@ -122,15 +122,23 @@ def report_history(histories: list[list[Record]], rule: str, extra: dict[str, An
 
 
 def _continue_interrupted(context: TrialContext, job: TrainJob, relative: str,
-                          run: LockstepRun | None) -> None:
+                          run: LockstepRun | None) -> bool:
     """The units' epochs an interrupted run trained, reported again for this new trial, and
-    (in-process) its state restored: training goes on after its last checkpoint."""
-    with checkpoint_directory(context.storage, relative) as directory:
-        outcome = outcome_from_checkpoint(directory)
-        report_history([outcome.histories[fold] for fold in sorted(outcome.histories)],
-                       job.train.selection, {"parameters": outcome.description["parameters"]})
-        if run is not None:
-            run.restore(directory)
+    (in-process) its state restored, so training goes on after its last checkpoint. False,
+    with nothing reported, when that checkpoint is gone or unreadable: the trial starts over
+    (with a fresh `run`, as a failed restore may have loaded some folds)."""
+    try:
+        with checkpoint_directory(context.storage, relative) as directory:
+            outcome = outcome_from_checkpoint(directory)
+            if run is not None:
+                run.restore(directory)
+    except Exception:  # noqa: BLE001  (the units are trained again from their first epoch)
+        logger.warning("the checkpoint %s of an interrupted run cannot be read; its units "
+                       "start over", relative, exc_info=True)
+        return False
+    report_history([outcome.histories[fold] for fold in sorted(outcome.histories)],
+                   job.train.selection, {"parameters": outcome.description["parameters"]})
+    return True
 
 
 def run_trial(config: dict[str, Any], context: TrialContext) -> None:
@@ -187,10 +195,9 @@ def _train(plan: TrialPlan, context: TrialContext) -> None:
     resources = context.resources
     hide_gpus_without_request(resources.gpus, job.train.device)
     earlier = context.resume_from.get(plan.unit_group)
-    retried = tune.get_checkpoint()  # this trial's own, when Tune retries it
     if resources.workers > 1:
-        if earlier is not None and retried is None:
-            _continue_interrupted(context, job, earlier, run=None)
+        if earlier is not None and not _continue_interrupted(context, job, earlier, run=None):
+            earlier = None
         train_folds_on_ray(
             job, storage_path=storage_child(context.storage, TRAIN_DIR),
             name=f"train-{tune.get_context().get_trial_id()}", workers=resources.workers,
@@ -201,11 +208,12 @@ def _train(plan: TrialPlan, context: TrialContext) -> None:
         return
     torch.set_num_threads(max(1, int(resources.cpus)))
     run = LockstepRun(job)
+    retried = tune.get_checkpoint()  # this trial's own, when Tune retries it
     if retried is not None:
         with retried.as_directory() as directory:
             run.restore(Path(directory))
-    elif earlier is not None:  # the same units' trial of a run whose driver died
-        _continue_interrupted(context, job, earlier, run)
+    elif earlier is not None and not _continue_interrupted(context, job, earlier, run):
+        run = LockstepRun(job)  # the units' trial of a run whose driver died, unreadable
 
     def report(records: list[Record], directory: Path) -> None:
         tune.report({**epoch_summary(records, run.selected_so_far()),

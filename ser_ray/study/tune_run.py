@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-import ray
 from ray import tune
 from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY
 from ray.tune.result import TRAINING_ITERATION
@@ -139,11 +138,10 @@ def fit(study: StudyConfig, experiment_dir: Path, context: TrialContext,
 
     Every trial asks Ray for its resources and the memory its processes will hold
     (`trial_memory`), so that no node runs more trials than it can hold, and Ray's autoscaler
-    sees what to start; trials run as many at once as the nodes hold (at most
-    `resources.max_concurrent_trials`). A study whose known trials (`plans`, an ablation's)
-    fit on no node the cluster can ever have is refused here, with the numbers (a search's
-    sampled configuration that cannot fails as its trial: `PlaceablePlans`, whose estimates
-    `memory` then reuses).
+    sees what to start (`trial_concurrency` says how many at once). A study whose known
+    trials (`plans`, an ablation's) fit on no node the cluster can ever have is refused
+    here, with the numbers (a search's sampled configuration that cannot fails as its trial:
+    `PlaceablePlans`, whose estimates `memory` then reuses).
     """
     clock = WallClock(experiment_dir)
     resources = study.resources
@@ -153,11 +151,13 @@ def fit(study: StudyConfig, experiment_dir: Path, context: TrialContext,
                   key=lambda need: sum(bundle.memory
                                        for bundle in resources.trial_bundles(need)))
     announce_placement(resources, shape, largest)
+    concurrency = trial_concurrency(resources, shape, largest, len(plans) or num_samples)
+    print(f"up to {concurrency} trial(s) at once", flush=True)
     tuner = tune.Tuner(
         trial_trainable(resources, context, memory), param_space=param_space or {},
         tune_config=tune.TuneConfig(
             search_alg=search_alg, scheduler=study_scheduler(study), num_samples=num_samples,
-            max_concurrent_trials=resources.max_concurrent_trials,
+            max_concurrent_trials=concurrency,
             reuse_actors=resources.workers == 1, time_budget_s=time_left,
             trial_dirname_creator=lambda trial: f"{TRIAL_PREFIX}{trial.trial_id}"),
         run_config=tune.RunConfig(
@@ -171,15 +171,26 @@ def fit(study: StudyConfig, experiment_dir: Path, context: TrialContext,
     tuner.fit()
 
 
-def check_cluster_storage(paths: dict[str, Path], corpus_files: list[Path]) -> None:
-    """On a cluster the study joins (RAY_ADDRESS, e.g. a Ray job), every node must see the
-    folders it shares as the driver does; a cluster this process starts is this one node."""
-    if not (ray.is_initialized() or os.environ.get("RAY_ADDRESS")):
-        return
+def check_cluster_storage(paths: dict[str, Path], corpus_root: Path | None) -> None:
+    """Every node of the cluster must see the folders it shares, and a few corpus files, as
+    the driver does (`ray.init` may attach to a cluster `ray start` began on this machine, so
+    this runs wherever the study runs; on one node it costs about a second)."""
     ensure_ray()
     for path in paths.values():
         path.mkdir(parents=True, exist_ok=True)
-    check_shared_paths(paths, corpus_files)
+    check_shared_paths(paths, _sample_files(corpus_root))
+
+
+def _sample_files(corpus_root: Path | None, count: int = 3) -> list[Path]:
+    """The first few files of a corpus on disk, found without listing all of it."""
+    if corpus_root is None or not corpus_root.is_dir():
+        return []
+    found: list[Path] = []
+    for folder, _, files in os.walk(corpus_root):
+        found += [Path(folder, name) for name in sorted(files)[:count - len(found)]]
+        if len(found) >= count:
+            break
+    return found
 
 
 def join_cluster() -> ClusterShape:
@@ -198,6 +209,21 @@ def memory_requests(shape: ClusterShape) -> bool:
               f"config), and it never starts a node for a request it cannot check",
               flush=True)
     return not blind
+
+
+def trial_concurrency(resources: Resources, shape: ClusterShape, need: TrialMemory,
+                      trials: int) -> int:
+    """Trials run at once: as many as the largest cluster the autoscaler can make holds (the
+    nodes up now where its node types are unknown), at most `resources.max_concurrent_trials`.
+
+    Tune needs the number: a trial with Train workers asks Tune only for its own sliver (its
+    workers are placed by their TorchTrainer), and a searcher would otherwise have one trial
+    pending at a time, so the autoscaler would add one node at a time.
+    """
+    nodes = shape.candidates(trials * len(resources.trial_bundles(need)))
+    if resources.unplaceable(nodes, need) is not None:
+        return 1  # the node types are unknown and no node up now holds one: it waits
+    return min(trials, resources.concurrent_trials(nodes, need))
 
 
 def announce_placement(resources: Resources, shape: ClusterShape, need: TrialMemory) -> None:

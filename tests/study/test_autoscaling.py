@@ -19,8 +19,8 @@ import psutil
 import pytest
 
 from ser_ray.errors import UserError
-from ser_ray.experiment import read_ledger
-from ser_ray.experiment.ledger import CHECKPOINTS_FILE
+from ser_ray.experiment import CheckpointRow, read_ledger
+from ser_ray.experiment.ledger import CHECKPOINTS_FILE, read_lines
 from ser_ray.study.run import run_study
 from tests.study.builders import ECA, write_study
 
@@ -136,6 +136,10 @@ def test_a_unit_whose_node_dies_finishes_with_the_metrics_of_an_uninterrupted_ru
     run_study(study("preempted"), tmp_path / "preempted", study_cache)
     watcher.join(timeout=5)
     assert killed, "no node was killed: the unit ended before its first checkpoint"
+    # Retried from its checkpoint, not from scratch: no trial saved a first epoch twice.
+    saved = read_lines(tmp_path / "preempted" / CHECKPOINTS_FILE, CheckpointRow)
+    for trial in {row.trial_id for row in saved}:
+        assert [row.epoch for row in saved if row.trial_id == trial].count(1) == 1
     calm, preempted = read_ledger(tmp_path / "calm"), read_ledger(tmp_path / "preempted")
     assert [row.status for row in preempted] == ["finished"] * len(calm)
     for before, after in zip(sorted(calm, key=_unit), sorted(preempted, key=_unit)):

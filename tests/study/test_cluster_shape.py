@@ -28,14 +28,14 @@ def test_a_trial_may_wait_for_node_types_the_autoscaler_can_add() -> None:
     assert len(ClusterShape([head], [gpu]).candidates(5)) == 1 + 3
 
 
-def test_node_types_come_from_the_launcher_config_less_their_minimum() -> None:
+def test_node_types_come_from_the_launcher_config() -> None:
     config = {"max_workers": 10, "head_node_type": "head", "available_node_types": {
         "head": {"resources": {"CPU": 8}, "max_workers": 0},
         "gpu": {"resources": {"CPU": 8, "GPU": 1, "memory": 2**35}, "min_workers": 1,
                 "max_workers": 4},
         "cpu": {"resources": {"CPU": 16}}}}
     assert node_types_from_config(config) == [
-        NodeType(name="gpu", offers=ResourceAmounts(cpus=8, gpus=1, memory=2**35), more=3,
+        NodeType(name="gpu", offers=ResourceAmounts(cpus=8, gpus=1, memory=2**35), more=4,
                  declares_memory=True),
         NodeType(name="cpu", offers=ResourceAmounts(cpus=16), more=10,
                  declares_memory=False)]

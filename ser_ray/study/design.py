@@ -165,18 +165,34 @@ def check_study(study: StudyConfig) -> list[Variant]:
             {f"variant {variant.name!r}": variant.configuration.train.selection
              for variant in variants},
             {key for variant in variants for key in variant.configuration.changes})
+        _check_cuda_has_gpus(study, {f"variant {variant.name!r}": variant.configuration
+                                     for variant in variants})
         return variants
     assert study.search is not None
     parameters = study.search.parameters
-    rules: dict[str, str] = {}
+    probed: dict[str, Configuration] = {}
     for name, parameter in parameters.items():
         context = {parent: (allowed[0] if isinstance(allowed, list) else allowed)
                    for parent, allowed in (parameter.when or {}).items()}
         for value in _probe_values(parameter):
             where = f"search parameter {name!r} = {value!r}"
-            rules[where] = _resolve_named(study, {**context, name: value}, where).train.selection
-    _check_one_selection_rule(rules, set(parameters))
+            probed[where] = _resolve_named(study, {**context, name: value}, where)
+    _check_one_selection_rule({where: configuration.train.selection
+                               for where, configuration in probed.items()}, set(parameters))
+    _check_cuda_has_gpus(study, probed or {"the study": resolve(study, {})})
     return []
+
+
+def _check_cuda_has_gpus(study: StudyConfig, configurations: dict[str, Configuration]) -> None:
+    """A trial that asks for no GPU sees none: `train.device: cuda` would fail in every one."""
+    if study.resources.gpus:
+        return
+    on_cuda = [where for where, configuration in configurations.items()
+               if configuration.train.device == "cuda"]
+    if on_cuda:
+        raise UserError(f"train.device is 'cuda' at {', '.join(on_cuda[:2])} but "
+                        f"resources.gpus is 0, and a trial that asks for no GPU sees none; "
+                        f"set resources.gpus, or train.device to 'auto' or 'cpu'")
 
 
 def selection_rule(study: StudyConfig) -> str:

@@ -275,3 +275,14 @@ def test_train_workers_get_whole_gpus_or_the_study_is_refused_with_the_reason() 
         validate(Resources, {"gpus": 1, "workers": 2}, "study s")
     assert validate(Resources, {"gpus": 0.5}, "study s").gpus == 0.5  # one process may share
 
+
+
+def test_cuda_training_without_gpus_is_refused_before_anything_runs() -> None:
+    on_cuda = StudyConfig.model_validate(with_changes(train={"test_version": 8,
+                                                             "device": "cuda"}))
+    with pytest.raises(UserError, match=r"train.device is 'cuda' at search parameter "
+                                        r"'train.lr' = .* but resources.gpus is 0"):
+        check_study(on_cuda)
+    with_gpus = StudyConfig.model_validate(with_changes(
+        train={"test_version": 8, "device": "cuda"}, resources={"gpus": 1}))
+    assert check_study(with_gpus) == []

@@ -201,13 +201,16 @@ def append_checkpoints(experiment_dir: Path, rows: Iterable[CheckpointRow]) -> N
 
 
 def latest_checkpoints(experiment_dir: Path) -> dict[tuple[str, int, tuple[int, ...]], str]:
-    """The last checkpoint saved for each (configuration, seed, folds) by a trial that never
-    ended: one that ended (its units are in the ledger, failed ones included) is not
-    continued, so a failed unit is retried from its first epoch."""
-    ended = {row.trial_id for row in read_ledger(experiment_dir)}
-    return {(row.config_hash, row.seed, row.folds): row.checkpoint
-            for row in read_lines(Path(experiment_dir) / CHECKPOINTS_FILE, CheckpointRow)
-            if row.trial_id not in ended}
+    """The last checkpoint saved for each (configuration, seed, folds), where the trial that
+    saved it never ended (one that did has its units in the ledger) and no unit of it ever
+    failed: a failed unit is retried from its first epoch, not from a state that failed."""
+    ledger = read_ledger(experiment_dir)
+    ended = {row.trial_id for row in ledger}
+    failed = {(row.config_hash, row.seed) for row in ledger if row.status == "failed"}
+    last = {(row.config_hash, row.seed, row.folds): row
+            for row in read_lines(Path(experiment_dir) / CHECKPOINTS_FILE, CheckpointRow)}
+    return {key: row.checkpoint for key, row in last.items()
+            if row.trial_id not in ended and key[:2] not in failed}
 
 
 def trials_run(experiment_dir: Path, ledger: Sequence[UnitRow] | None = None) -> set[str]:

@@ -346,6 +346,15 @@ class FeatureRequest:
             write_arrays(hit.path, hit.metadata["feature_shape"])
         return hit
 
+    def earlier_unpublished(self, path: Path | None) -> cache.FeatureCache | None:
+        """The run-private cache at `path` (an earlier run's of the same study), if it
+        answers this request."""
+        if path is None or not path.name.startswith(cache.UNSHARED_PREFIX) \
+                or not (path / cache.METADATA_FILE).is_file():
+            return None
+        found = cache.open_cache(path)
+        return found if found.metadata.get("key") == self.key else None
+
     def stage(self, device: Device = "cpu", batch_size: int = 8) -> tuple[Path, Featurizer]:
         """A fresh staging directory and the featurizer that fills it (staging also clears
         the cache root of stale staging folders: `cache.staging_dir`)."""

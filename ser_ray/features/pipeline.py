@@ -10,6 +10,7 @@ that returns without starting Ray.
 from __future__ import annotations
 
 import math
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -44,6 +45,7 @@ def build_features(
     batch_size: int = 8,
     concurrency: int | None = None,
     device: Device = "cpu",
+    unpublished: Path | None = None,
 ) -> tuple[cache.FeatureCache, bool]:
     """Features for every utterance of the manifest; returns (cache, whether it was a hit).
 
@@ -57,6 +59,9 @@ def build_features(
             together).
         concurrency: featurizer tasks running at once, the size of the Ray Data
             `TaskPoolStrategy`; None = the cluster's CPUs, or its GPUs on cuda.
+        unpublished: a run-private cache (`.unshared-…`) an earlier run of the same study
+            used: a hit when it answers this request, so that a resumed study trains on the
+            rows its recorded units trained on.
         device: where the transforms run, "cpu" or "cuda" (each featurizer task then holds
             one GPU). Devices agree to float rounding, so the device is not part of the cache
             key and a hit returns whatever the device.
@@ -69,13 +74,17 @@ def build_features(
     if device not in DEVICES:
         raise UserError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
     wanted = feature_request(manifest_path, recipe, cache_root, augmentations, seed)
-    hit = wanted.published()
+    hit = wanted.published() or wanted.earlier_unpublished(unpublished)
     if hit is not None:
         return hit, True
     ensure_ray()
     _require_gpus_for(device)
     staging, featurizer = wanted.stage(device, batch_size)
-    outcome = _run(wanted.manifest, featurizer, concurrency)
+    try:
+        outcome = _run(wanted.manifest, featurizer, concurrency)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)  # no half-written cache for 24 h
+        raise
     return wanted.publish(staging, outcome), False
 
 
@@ -90,7 +99,8 @@ def _run(manifest: pd.DataFrame, featurizer: Featurizer, concurrency: int | None
     on_gpu = featurizer.device == "cuda"
     tasks = concurrency or max(1, int(ray.cluster_resources().get("GPU" if on_gpu else "CPU", 1)))
     inputs = manifest.loc[:, ["utterance_id", "path", "label"]]
-    dataset = ray.data.from_pandas(_task_blocks(inputs, tasks))
+    blocks = _task_blocks(inputs, tasks)
+    dataset = ray.data.from_pandas(blocks)
     dataset.context.enable_progress_bars = sys.stderr.isatty()
     # Ray 2.60's resource allocator learns the cluster size from an actor it does not wait
     # for (ray-project/ray#62725): for the first second of every run it sees no CPUs and
@@ -99,11 +109,13 @@ def _run(manifest: pd.DataFrame, featurizer: Featurizer, concurrency: int | None
     dataset.context.op_resource_reservation_enabled = False
     # Tasks, not an actor pool: the pool's worker processes (torch and librosa imported)
     # stay warm from one request to the next instead of starting per request. Each task
-    # takes one whole block (batch_size=None) and writes it as one Parquet part itself, a
-    # batch at a time, so feature rows never pass through the object store; its output is
-    # the block's outcome table, which comes back here.
+    # takes one whole block (a batch the size of the largest block: Ray refuses an unsized
+    # batch for GPU tasks, and a block that size is ready on its own) and writes it as one
+    # Parquet part itself, a batch at a time, so feature rows never pass through the object
+    # store; its output is the block's outcome table, which comes back here.
     resources = {"num_gpus": 1} if on_gpu else {}
-    featurized = dataset.map_batches(featurizer, batch_size=None, batch_format="pandas",
+    featurized = dataset.map_batches(featurizer, batch_size=len(blocks[0]),
+                                     batch_format="pandas",
                                      compute=ray.data.TaskPoolStrategy(size=tasks), **resources)
     return gather_outcome(ray.get(featurized.to_arrow_refs()))
 

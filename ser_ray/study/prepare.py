@@ -24,7 +24,7 @@ import pandas as pd
 
 from ser_ray.corpus import Selection, scan_corpus, select_manifest, write_scan
 from ser_ray.corpus.manifest import read_skipped
-from ser_ray.experiment import DataIdentity, FeatureIdentity
+from ser_ray.experiment import STUDY_FILE, DataIdentity, FeatureIdentity, read_study_record
 from ser_ray.experiment.study_record import (
     CorpusRecord,
     FeatureSetRecord,
@@ -83,7 +83,8 @@ def prepare_study(study: StudyConfig, experiment_dir: Path, cache_root: Path | N
                                                 protocol, data_dir, study.corpus.min_duration_s,
                                                 log)
     manifest = data_dir / "manifest_selected.parquet"
-    features, feature_skips = _features(study, manifest, cache_root, log)
+    features, feature_skips = _features(study, manifest, cache_root, log,
+                                        _caches_used_before(experiment_dir))
     skipped = tuple(SkippedInput(stage="scan", **row) for row in
                     read_skipped(data_dir / "manifest.parquet").to_dict("records"))
     # Contents, not locations: the same corpus cached elsewhere is the same data.
@@ -146,7 +147,16 @@ def _corpus_root(study: StudyConfig, cache_root: Path, log: Any) -> Path:
     return root
 
 
-def _features(study: StudyConfig, manifest: Path, cache_root: Path, log: Any
+def _caches_used_before(experiment_dir: Path) -> dict[str, Path]:
+    """The feature caches an earlier run of this study recorded, by feature set."""
+    if not (experiment_dir / STUDY_FILE).is_file():
+        return {}
+    return {record.name: Path(record.path)
+            for record in read_study_record(experiment_dir).features}
+
+
+def _features(study: StudyConfig, manifest: Path, cache_root: Path, log: Any,
+              used_before: dict[str, Path]
               ) -> tuple[tuple[FeatureSetRecord, ...], tuple[SkippedInput, ...]]:
     records: list[FeatureSetRecord] = []
     skipped: list[SkippedInput] = []
@@ -154,7 +164,8 @@ def _features(study: StudyConfig, manifest: Path, cache_root: Path, log: Any
         recipe = parse_recipe(spec.recipe)
         feature_cache, hit = build_features(
             manifest, recipe, cache_root, [parse_augmentation(text) for text in
-                                           spec.augmentations], seed=spec.seed)
+                                           spec.augmentations], seed=spec.seed,
+            unpublished=used_before.get(name))
         metadata = feature_cache.metadata
         log(f"features {name}: {'cache hit' if hit else 'computed'} {feature_cache.path} "
             f"({metadata['rows']} rows)")

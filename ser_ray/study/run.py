@@ -123,8 +123,10 @@ def _run(study: StudyConfig, experiment_dir: Path, variants: list[Variant],
     storage = trial_storage(study.storage_path, study.name, experiment_dir)
     filesystem(storage)  # an unusable storage_path fails now, not after the data is prepared
     cache_root = study_cache_root(study, cache_root)
+    shape = join_cluster()
     # Before any feature is computed on another node: what every node must share, shared.
-    check_cluster_storage(_shared_paths(experiment_dir, cache_root, storage), study.corpus.root)
+    check_cluster_storage(shape, _shared_paths(experiment_dir, cache_root, storage),
+                          study.corpus.root)
     prepared = prepare_study(study, experiment_dir, cache_root)
     record = study_record(study, prepared, variants, storage)
     write_study_record(experiment_dir, record)
@@ -144,7 +146,6 @@ def _run(study: StudyConfig, experiment_dir: Path, variants: list[Variant],
         print(f"{remaining} trials to run ({ledger.trials_done} already in the ledger)",
               flush=True)
     if remaining:
-        shape = join_cluster()
         context = TrialContext(
             manifest=str(prepared.manifest), folds=str(prepared.folds),
             caches={name: str(path) for name, path in prepared.caches.items()},

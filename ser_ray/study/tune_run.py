@@ -152,7 +152,11 @@ def fit(study: StudyConfig, experiment_dir: Path, context: TrialContext,
                                        for bundle in resources.trial_bundles(need)))
     announce_placement(resources, shape, largest)
     concurrency = trial_concurrency(resources, shape, largest, len(plans) or num_samples)
-    print(f"up to {concurrency} trial(s) at once", flush=True)
+    print(f"up to {concurrency} trial(s) at once" + (
+        " (the autoscaler's node types are unknown: set resources.max_concurrent_trials to "
+        "what the cluster can hold; a search samples that many configurations at once)"
+        if shape.node_types is None and resources.max_concurrent_trials is None else ""),
+        flush=True)
     tuner = tune.Tuner(
         trial_trainable(resources, context, memory), param_space=param_space or {},
         tune_config=tune.TuneConfig(
@@ -171,11 +175,13 @@ def fit(study: StudyConfig, experiment_dir: Path, context: TrialContext,
     tuner.fit()
 
 
-def check_cluster_storage(paths: dict[str, Path], corpus_root: Path | None) -> None:
+def check_cluster_storage(shape: ClusterShape, paths: dict[str, Path],
+                          corpus_root: Path | None) -> None:
     """Every node of the cluster must see the folders it shares, and a few corpus files, as
-    the driver does (`ray.init` may attach to a cluster `ray start` began on this machine, so
-    this runs wherever the study runs; on one node it costs about a second)."""
-    ensure_ray()
+    the driver does (`ray.init` may have attached to a cluster `ray start` began on this
+    machine). A cluster of one node that never grows has nothing to compare."""
+    if len(shape.alive) == 1 and shape.node_types == []:
+        return
     for path in paths.values():
         path.mkdir(parents=True, exist_ok=True)
     check_shared_paths(paths, _sample_files(corpus_root))
@@ -213,17 +219,21 @@ def memory_requests(shape: ClusterShape) -> bool:
 
 def trial_concurrency(resources: Resources, shape: ClusterShape, need: TrialMemory,
                       trials: int) -> int:
-    """Trials run at once: as many as the largest cluster the autoscaler can make holds (the
-    nodes up now where its node types are unknown), at most `resources.max_concurrent_trials`.
+    """Trials run at once: as many as the largest cluster the autoscaler can make holds, at
+    most `resources.max_concurrent_trials`; where its node types are unknown (KubeRay's
+    autoscaler runs beside the head, out of sight), `resources.max_concurrent_trials`, else
+    every trial (Tune's limit on pending placement groups still paces them).
 
     Tune needs the number: a trial with Train workers asks Tune only for its own sliver (its
     workers are placed by their TorchTrainer), and a searcher would otherwise have one trial
     pending at a time, so the autoscaler would add one node at a time.
     """
+    cap = min(resources.max_concurrent_trials or trials, trials)
+    if shape.node_types is None:
+        return cap
     nodes = shape.candidates(trials * len(resources.trial_bundles(need)))
-    if resources.unplaceable(nodes, need) is not None:
-        return 1  # the node types are unknown and no node up now holds one: it waits
-    return min(trials, resources.concurrent_trials(nodes, need))
+    return resources.model_copy(update={"max_concurrent_trials": cap}).concurrent_trials(
+        nodes, need)
 
 
 def announce_placement(resources: Resources, shape: ClusterShape, need: TrialMemory) -> None:

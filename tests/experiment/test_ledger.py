@@ -11,8 +11,11 @@ import pytest
 from ser_ray.errors import UserError
 from ser_ray.experiment import (
     LEDGER_FILE,
+    CheckpointRow,
     UnitRow,
+    append_checkpoints,
     append_units,
+    latest_checkpoints,
     ledger_frame,
     read_ledger,
     unit_rows,
@@ -85,3 +88,20 @@ def test_a_row_that_breaks_the_record_is_refused_with_its_line(tmp_path: Path) -
         read_ledger(tmp_path)
     with pytest.raises(ValueError, match="selected epoch"):
         UnitRow.model_validate({**unit(0).model_dump(), "selected_epoch": 9})
+
+
+def test_only_checkpoints_of_trials_that_never_ended_are_continued(tmp_path: Path) -> None:
+    recorded, failing = unit(0, trial_id="done"), unit(1, status="failed", trial_id="t3")
+
+    def saved(trial_id: str, config: str, epoch: int) -> CheckpointRow:
+        return CheckpointRow(config_hash=config, seed=0, folds=(0, 1), epoch=epoch,
+                             checkpoint=f"tune/run-1/{trial_id}/checkpoint_{epoch}",
+                             trial_id=trial_id)
+
+    append_units(tmp_path, [recorded, failing])
+    append_checkpoints(tmp_path, [
+        saved("done", "finished-config", 1),  # its trial ended: its units are recorded
+        saved("t1", "interrupted", 1), saved("t1", "interrupted", 2),  # the last one counts
+        saved("t2", failing.config_hash, 4)])  # a unit of it failed later: start over
+    assert latest_checkpoints(tmp_path) == {
+        ("interrupted", 0, (0, 1)): "tune/run-1/t1/checkpoint_2"}

@@ -26,7 +26,7 @@ lint: setup
 test: lint
 	$(BIN)/python -m pytest
 
-# The edit loop: lint and every test that needs neither Ray nor minutes (under 3 minutes here).
+# The edit loop: lint and every test that needs neither Ray nor minutes (about 3.5 minutes here).
 test-fast: lint
 	$(BIN)/python -m pytest -m "not slow and not ray and not cluster"
 

@@ -146,6 +146,7 @@ def _run(study: StudyConfig, experiment_dir: Path, variants: list[Variant],
         print(f"{remaining} trials to run ({ledger.trials_done} already in the ledger)",
               flush=True)
     if remaining:
+        shape = join_cluster()  # again: the nodes may have changed while features were made
         context = TrialContext(
             manifest=str(prepared.manifest), folds=str(prepared.folds),
             caches={name: str(path) for name, path in prepared.caches.items()},

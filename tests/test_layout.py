@@ -24,8 +24,7 @@ RAY_IMPORTERS = {
     "ser_ray/study/tune_run.py",
     "ser_ray/study/racing.py",  # a Tune scheduler
     "ser_ray/study/tune_replay.py",  # Tune's searcher and scheduler on recorded curves
-    "ser_ray/study/shared_paths.py",  # one check task pinned to every node
-    "ser_ray/study/cluster_shape.py",  # alive nodes and the autoscaler's node types
+    "ser_ray/study/cluster.py",  # nodes, the autoscaler's node types, the shared-path check
 }
 # Import names of distributions whose name differs.
 IMPORT_NAMES = {"pyyaml": "yaml", "scikit-learn": "sklearn"}

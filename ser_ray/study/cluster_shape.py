@@ -1,30 +1,16 @@
-"""The nodes a study's cluster has now and the ones its autoscaler can still start.
+"""The nodes a study's cluster has now and the ones its autoscaler can still start (no Ray
+here: `ser_ray.study.cluster` reads them from the cluster).
 
 A study is refused up front only when one trial fits on no node the cluster can ever have;
-a trial that fits only on a node type the autoscaler has not started yet waits for it. The
-node types come from the autoscaler's own configuration: the one it reported to the GCS
-(Ray releases after 2.60 do; the source Ray Data reads) or, failing that, the file its
-monitor process on this node was started with (`ray up`'s `~/ray_bootstrap_config.yaml`,
-`ray start --autoscaling-config`). A monitor started without one runs a cluster of fixed
-size. Where no monitor is visible (a KubeRay head runs its autoscaler in a sidecar container)
-or its file cannot be read, the node types are unknown: nothing is refused, and trials wait
-for nodes.
+a trial that fits only on a node type the autoscaler has not started yet waits for it.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
-
-import psutil
-import ray
-import yaml
 
 from ser_ray.study.schema import ResourceAmounts
-
-AUTOSCALING_CONFIG_FLAG = "--autoscaling-config"
-MONITOR_SCRIPTS = ("autoscaler/_private/monitor.py", "autoscaler/v2/monitor.py")
 
 
 @dataclass(frozen=True)
@@ -66,41 +52,6 @@ class ClusterShape:
                 if kind.more > 0 and not kind.declares_memory]
 
 
-def cluster_shape() -> ClusterShape:
-    return ClusterShape(alive_nodes(), autoscaler_node_types())
-
-
-def alive_nodes() -> list[ResourceAmounts]:
-    """CPUs, GPUs and memory of every alive node of the cluster."""
-    return [ResourceAmounts(cpus=node["Resources"].get("CPU", 0),
-                            gpus=node["Resources"].get("GPU", 0),
-                            memory=node["Resources"].get("memory", 0))
-            for node in ray.nodes() if node["Alive"]]
-
-
-def autoscaler_node_types() -> list[NodeType] | None:
-    """The worker node types of the cluster's autoscaler; [] for a cluster of fixed size,
-    None when its configuration cannot be read from here."""
-    reported = _reported_node_types()
-    if reported is not None:
-        return reported
-    monitor = _monitor_process()
-    if monitor is None:
-        return None
-    try:
-        command, directory = monitor.cmdline(), monitor.cwd()
-        config = next((argument.split("=", 1)[1] for argument in command
-                       if argument.startswith(AUTOSCALING_CONFIG_FLAG + "=")), None)
-        if config is None:
-            return []
-        path = Path(directory, Path(config).expanduser())  # as the monitor reads it
-        return node_types_from_config(yaml.safe_load(path.read_text()))
-    except (OSError, psutil.Error, yaml.YAMLError, AttributeError, TypeError) as error:
-        print(f"the autoscaler's node types could not be read ({error!r}): nothing is "
-              f"refused for want of a node type", flush=True)
-        return None
-
-
 def node_types_from_config(config: dict) -> list[NodeType]:
     """Worker node types of an autoscaler (cluster launcher) config.
 
@@ -125,38 +76,6 @@ more=3, declares_memory=False)]
             more=min(node_type.get("max_workers", cluster_cap), cluster_cap),
             declares_memory="memory" in resources))
     return kinds
-
-
-def _reported_node_types() -> list[NodeType] | None:
-    """The node groups the autoscaler reported to the GCS (the source Ray Data reads too)."""
-    try:
-        from ray._private.state import state
-
-        config = state.get_cluster_config()
-    except Exception:  # noqa: BLE001  (a private API: absent or changed means not reported)
-        return None
-    if config is None or not config.node_group_configs:
-        return None
-    return [NodeType(name=group.name,
-                     offers=ResourceAmounts(cpus=group.resources.get("CPU", 0),
-                                            gpus=group.resources.get("GPU", 0),
-                                            memory=group.resources.get("memory", 0)),
-                     more=math.inf if group.max_count == -1 else group.max_count,
-                     declares_memory="memory" in group.resources)
-            for group in config.node_group_configs]
-
-
-def _monitor_process() -> psutil.Process | None:
-    """This cluster's autoscaler monitor, when it runs on this node: the one whose GCS port
-    is this cluster's (the host part may be spelt another way)."""
-    port = ray.get_runtime_context().gcs_address.rsplit(":", 1)[-1]
-    for process in psutil.process_iter(["cmdline"]):
-        command = process.info["cmdline"] or []
-        if any(argument.endswith(MONITOR_SCRIPTS) for argument in command) and any(
-                argument.startswith("--gcs-address=") and argument.endswith(f":{port}")
-                for argument in command):
-            return process
-    return None
 
 
 def describe_node_types(kinds: list[NodeType]) -> str:

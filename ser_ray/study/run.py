@@ -34,6 +34,7 @@ from ser_ray.experiment import (
     write_study_record,
 )
 from ser_ray.study.best import MissingCheckpoint, export_best_model
+from ser_ray.study.cluster import check_cluster_storage, join_cluster
 from ser_ray.study.cluster_shape import ClusterShape
 from ser_ray.study.design import Variant, check_study
 from ser_ray.study.ledger_writer import FolderHook, LedgerWriter
@@ -46,9 +47,7 @@ from ser_ray.study.trial import TrialContext
 from ser_ray.study.tune_run import (
     PlaceablePlans,
     ablation_space,
-    check_cluster_storage,
     fit,
-    join_cluster,
     memory_requests,
     optuna_search,
     wall_time_left,

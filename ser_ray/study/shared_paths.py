@@ -10,14 +10,13 @@ are never written); every node that sees something else is named in the refusal.
 join later (the autoscaler) are checked where the study's code runs on them, by
 `require_visible`.
 
-Looking (`look_here`) and wording the refusal (`refusal`) need no Ray; `check_shared_paths`
-runs the looking on every node.
+Looking (`look_here`) and wording the refusal (`refusal`) need no Ray;
+`ser_ray.study.cluster.check_shared_paths` runs the looking on every node.
 """
 
 from __future__ import annotations
 
 import os
-import secrets
 import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -114,88 +113,7 @@ def node_name(node_id: str, ip: str, hostname: str | None) -> str:
     return f"node {ip} (id {node_id[:8]}{host})"
 
 
-def check_shared_paths(paths: Mapping[str, Path], corpus_files: Sequence[Path] = (), *,
-                       timeout_s: float = NODE_CHECK_TIMEOUT_S) -> None:
-    """Refuse (UserError) unless every alive Ray node sees each directory of `paths` (role →
-    a writable directory the driver sees) as the driver does, and each of `corpus_files` with
-    the driver's size. The markers written for it are removed again, whatever happens.
-
-    Every alive node runs one task (no CPU asked, so a busy node runs it too), the driver's
-    own included: on one node the check costs a fraction of a second and still catches a
-    driver on another machine (Ray Client). A node that has not answered within
-    `timeout_s` is named as such, not waited for."""
-    import ray
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-    sizes = {os.path.abspath(path): _driver_size(Path(os.path.abspath(path)))
-             for path in corpus_files}
-    markers = [Marker(role, os.path.abspath(directory), MARKER_PREFIX + secrets.token_hex(8),
-                      secrets.token_hex(16)) for role, directory in paths.items()]
-    if not markers and not sizes:
-        return
-    written: list[Path] = []
-    try:
-        for marker in markers:
-            written.append(Path(marker.directory) / marker.name)
-            _write(marker)
-        nodes = [node for node in ray.nodes() if node["Alive"]]
-        look = ray.remote(look_here)
-        pending = {
-            look.options(num_cpus=0, max_retries=0, scheduling_strategy=(
-                NodeAffinitySchedulingStrategy(node["NodeID"], soft=False))
-            ).remote(markers, sizes): node
-            for node in nodes}
-        ready, late = ray.wait(list(pending), num_returns=len(pending), timeout=timeout_s)
-        reports = []
-        for ref in ready:
-            node = pending[ref]
-            try:
-                sighting = ray.get(ref)
-            except ray.exceptions.RayError as error:
-                cause = (str(error).strip().splitlines() or [type(error).__name__])[-1]
-                reports.append(_report(node, None, (f"the check failed there: {cause}",)))
-            else:
-                reports.append(_report(node, sighting.hostname, sighting.problems))
-        for ref in late:
-            ray.cancel(ref)  # a read stuck on a dead mount holds a worker, but no CPU
-            reports.append(_report(pending[ref], None, (
-                f"did not run the check within {timeout_s:g} s (is it busy, out of memory or "
-                "unreachable? see `ray status`)",)))
-    finally:
-        for path in written:
-            path.unlink(missing_ok=True)
-    # A node that died or was drained during the check (an idle one the autoscaler removes)
-    # shares nothing any more: it is not a reason to refuse.
-    alive = {node["NodeID"] for node in ray.nodes() if node["Alive"]}
-    reports = [report for report in reports if not report.problems or report.node_id in alive]
-    message = refusal(sorted(reports, key=lambda report: (report.ip, report.node_id)))
-    if message:
-        raise UserError(message)
-
-
-def require_visible(path: Path, role: str) -> None:
-    """Refuse, naming this node, when a path the study prepared is not here (a node that
-    joined after `check_shared_paths` ran, e.g. through the autoscaler). Needs no cluster."""
-    if not Path(path).exists():
-        raise UserError(f"the {role} {path} is not there on {_this_node()}: {ADVICE}")
-
-
-def _this_node() -> str:
-    hostname = socket.gethostname()
-    try:
-        import ray.util
-
-        return f"node {ray.util.get_node_ip_address()} (host {hostname})"
-    except Exception:  # no route to find an IP with: the hostname still names the node
-        return f"host {hostname}"
-
-
-def _report(node: Mapping, hostname: str | None, problems: tuple[str, ...]) -> NodeReport:
-    return NodeReport(node["NodeID"], node["NodeManagerAddress"],
-                      hostname or node.get("NodeManagerHostname"), problems)
-
-
-def _write(marker: Marker) -> None:
+def write_marker(marker: Marker) -> None:
     try:
         (Path(marker.directory) / marker.name).write_text(marker.token)
     except OSError as error:
@@ -205,7 +123,7 @@ def _write(marker: Marker) -> None:
             from error
 
 
-def _driver_size(path: Path) -> int:
+def driver_size(path: Path) -> int:
     try:
         return path.stat().st_size
     except OSError as error:

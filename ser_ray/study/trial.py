@@ -25,8 +25,8 @@ from ray.tune.integration.ray_train import TuneReportCallback
 
 from ser_ray.errors import UserError
 from ser_ray.experiment import read_ledger, unit_rows
+from ser_ray.study.cluster import require_visible
 from ser_ray.study.schema import Resources, TrialMemory
-from ser_ray.study.shared_paths import require_visible
 from ser_ray.study.storage import TRAIN_DIR, checkpoint_directory, filesystem, storage_child
 from ser_ray.study.units import REPLAY_KEY, TrialPlan, error_file, trial_plan
 from ser_ray.train.config import ModelChoice, TrainJob

@@ -25,19 +25,12 @@ from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from ser_ray.errors import UserError
-from ser_ray.ray_session import ensure_ray
-from ser_ray.study.cluster_shape import (
-    ClusterShape,
-    NodeType,
-    alive_nodes,
-    cluster_shape,
-    describe_node_types,
-)
+from ser_ray.study.cluster import alive_nodes
+from ser_ray.study.cluster_shape import ClusterShape, NodeType, describe_node_types
 from ser_ray.study.ledger_writer import TRIAL_PREFIX, LedgerWriter
 from ser_ray.study.optuna_trials import OPTUNA_TRIAL_KEY
 from ser_ray.study.racing import FoldRacingScheduler
 from ser_ray.study.schema import Resources, StudyConfig, TrialMemory
-from ser_ray.study.shared_paths import check_shared_paths
 from ser_ray.study.space import DefineByRun, make_sampler, open_storage
 from ser_ray.study.storage import TUNE_DIR, next_run_name, storage_child
 from ser_ray.study.trial import TrialContext, run_trial, trial_memory
@@ -173,36 +166,6 @@ def fit(study: StudyConfig, experiment_dir: Path, context: TrialContext,
             failure_config=tune.FailureConfig(max_failures=study.budget.retries)),
     )
     tuner.fit()
-
-
-def check_cluster_storage(shape: ClusterShape, paths: dict[str, Path],
-                          corpus_root: Path | None) -> None:
-    """Every node of the cluster must see the folders it shares, and a few corpus files, as
-    the driver does (`ray.init` may have attached to a cluster `ray start` began on this
-    machine). A cluster of one node that never grows has nothing to compare."""
-    if len(shape.alive) == 1 and shape.node_types == []:
-        return
-    for path in paths.values():
-        path.mkdir(parents=True, exist_ok=True)
-    check_shared_paths(paths, _sample_files(corpus_root))
-
-
-def _sample_files(corpus_root: Path | None, count: int = 3) -> list[Path]:
-    """The first few files of a corpus on disk, found without listing all of it."""
-    if corpus_root is None or not corpus_root.is_dir():
-        return []
-    found: list[Path] = []
-    for folder, _, files in os.walk(corpus_root):
-        found += [Path(folder, name) for name in sorted(files)[:count - len(found)]]
-        if len(found) >= count:
-            break
-    return found
-
-
-def join_cluster() -> ClusterShape:
-    """The cluster the study runs on (a local one is started when none is attached)."""
-    ensure_ray()
-    return cluster_shape()
 
 
 def memory_requests(shape: ClusterShape) -> bool:

@@ -21,15 +21,8 @@ import psutil
 import pytest
 
 from ser_ray.errors import UserError
-from ser_ray.study.shared_paths import (
-    MARKER_PREFIX,
-    Marker,
-    NodeReport,
-    check_shared_paths,
-    look_here,
-    refusal,
-    require_visible,
-)
+from ser_ray.study.cluster import check_shared_paths, require_visible
+from ser_ray.study.shared_paths import MARKER_PREFIX, Marker, NodeReport, look_here, refusal
 
 RAY = Path(sys.executable).parent / "ray"
 HEAD_ID, OTHER_ID = "a1b2c3d4" + "0" * 48, "e5f6a7b8" + "1" * 48

@@ -12,7 +12,7 @@ import pytest
 
 from ser_ray.errors import UserError
 from ser_ray.experiment import Configuration, TrainConfig
-from ser_ray.study.cluster_shape import alive_nodes, autoscaler_node_types
+from ser_ray.study.cluster import alive_nodes, autoscaler_node_types
 from ser_ray.study.schema import Resources, TrialMemory
 from ser_ray.study.trial import (
     TrialContext,

@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from ser_ray.cli import main
+from ser_ray.errors import UserError
 from ser_ray.features import load_features
 
 
@@ -26,12 +27,21 @@ def test_bench_scale_builds_a_pipeline_shaped_cache_once_and_reports_every_figur
     assert "built" in first.splitlines()[0]
     assert figures["rows_used"] == 70 * 2  # version 3: originals and noisy copies
     assert figures["used_bytes"] == figures["rows_used"] * 64 * 601 * 4
-    for name in ("load_speedup", "peak_over_used", "concurrent_memory_ratio",
-                 "concurrent_process_memory_ratio"):
+    for name in ("load_speedup", "load_speedup_cold", "peak_over_used",
+                 "concurrent_memory_ratio", "concurrent_feature_memory_ratio",
+                 "concurrent_memory_ratio_parquet", "concurrent_memory_ratio_floor"):
         assert figures[name] > 0, name
-    for name in ("load_s", "peak_growth_bytes", "feature_pss_bytes_one",
-                 "process_pss_bytes_together", "cache_bytes"):
-        assert set(figures[name]) >= {"parquet", "arrays"}, name
+    for name in ("load_s", "load_s_cold", "peak_growth_bytes", "feature_pss_bytes_one",
+                 "process_pss_bytes_together", "process_pss_bytes_idle", "cache_bytes"):
+        assert set(figures[name]) == {"parquet", "arrays"}, name
+    # Whole processes: what two hold is what each held idle plus what the rows add.
+    together = figures["process_pss_bytes_together"]["arrays"]
+    assert together > figures["feature_pss_bytes_together"]["arrays"]
+    every_version = figures["stft_augmentation"]
+    assert every_version["stft_versions_read"] == [2, 3]
+    assert every_version["rows_used"] == 2 * figures["rows_used"]
+    assert set(every_version["load_s"]) == {"arrays"}  # the former way is not run for it
+    assert every_version["concurrent_memory_ratio"] > 0
     (cache_path,) = [path for path in tmp_path.iterdir() if not path.name.startswith(".")]
     # Laid out as the feature stage lays out a cache: 64 utterances per Parquet part.
     parts = sorted((cache_path / "data").glob("*.parquet"))
@@ -41,3 +51,23 @@ def test_bench_scale_builds_a_pipeline_shaped_cache_once_and_reports_every_figur
 
     assert main(arguments) == 0
     assert "reused" in capsys.readouterr().out.splitlines()[0]
+
+
+
+@pytest.mark.slow
+def test_under_a_memory_limit_the_arrays_load_and_a_trial_trains_within_its_request(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    arguments = ["bench", "scale", "--utterances", "40", "--versions", "1-2", "--trials", "1",
+                 "--cache-root", str(tmp_path), "--memory-limit", "0.6"]
+    try:
+        code = main(arguments)
+    except UserError as error:
+        pytest.skip(f"no memory cgroup can be made here: {error}")
+    assert code == 0
+    figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert figures["within_memory_limit"]["arrays"]["completed"]
+    trained = figures["training_within_request"]
+    assert trained["completed"], trained
+    assert trained["train_versions"] == [1, 2] and trained["test_version"] == 2
+    # Fold 0 of five session folds: four sessions' utterances, two versions, two copies each.
+    assert trained["train_rows"] == 32 * 2 * 2

@@ -6,20 +6,33 @@ The cache is synthetic but laid out exactly as the feature stage writes one (Par
 features, then the arrays), so that only the feature values are made up. It is built once per
 size under `--cache-root` and reused.
 
-A trial wants one STFT version, originals and augmented copies (training) and originals (test):
-every row of that version. Each way runs in a fresh process that holds the rows afterwards:
+Two trials are measured, each holding every row of its STFT versions (originals and augmented
+copies: training; originals: test):
+- one STFT version (a scale × version or ECA trial), the former way and from the arrays;
+- every version of the cache (an STFT-augmentation trial), from the arrays only: the former
+  way would hold the whole cache privately in each of the T processes, more than this
+  benchmark may assume a machine has.
+Each way runs in fresh processes that import what a training process imports, then hold the
+rows:
 - parquet: what the loader did before the arrays, and what a pyarrow script would do: read
-  the cache filtered to the version, sort, and convert the feature column to one array;
-- arrays: select the rows (`load_features`) and read each one once, in the chunks of the
-  standardizer pass a trial makes (the pages are then resident and shared).
+  the cache filtered to the versions, sort, and convert the feature column to one array;
+- arrays: select the rows (`load_features`) and make the standardizer's pass over them
+  (`feature_moments`), which reads each row once (the pages are then resident and shared).
 Figures: load time, with the cache's files in the page cache (as for every trial after the
 first on a node) and read from disk; the process's peak memory growth while loading (peak
 RSS less the RSS before; it counts the shared pages of the arrays it touched, so it bounds
 its private memory from above, which is reported apart as the anonymous memory it keeps) over
-the bytes of the rows it uses; and what holding the rows adds to the total memory (sum of PSS) of T
-processes, over what it adds for one (`concurrent_memory_ratio`). The processes' whole PSS,
-interpreter and torch included (about 0.3 GiB each, which no data layout shares), is
-reported beside it. `--memory-limit` also loads each way once in a memory cgroup.
+the bytes of the rows it uses; the total memory (sum of PSS) of T processes holding their rows
+over that of one (`concurrent_memory_ratio`, whole processes: each process's own interpreter,
+torch and pandas, about 0.25 GiB that no data layout shares, included; the least any layout
+could give, `concurrent_memory_ratio_floor`, counts the rows once beside T of them), and the
+same for what holding the rows adds (`concurrent_feature_memory_ratio`).
+
+`--memory-limit` also runs, each in a memory cgroup with the cache's pages dropped first:
+both ways of loading, in a cgroup of that size; and one epoch of a real trial (the training
+loop, fold 0 of five session folds, the papers' smallest ECA-CNN) in a cgroup of the memory
+Ray reserves for that trial, which is less than its features at IEMOCAP size: the arrays
+page in and out on demand.
 """
 
 from __future__ import annotations
@@ -29,84 +42,136 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Sequence
+import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from ser_ray.errors import UserError
+from ser_ray.experiment import TrainConfig
 from ser_ray.features import cache
-from ser_ray.features.arrays import write_arrays
+from ser_ray.features.arrays import slab_table, write_arrays
 from ser_ray.features.featurize import feature_schema, parquet_options
 from ser_ray.features.leakage import ORIGINAL, derived_utterance_id
-from ser_ray.features.loader import ROW_ORDER
+from ser_ray.features.loader import ROW_ORDER, load_features
+from ser_ray.train.config import ModelChoice, TrainJob
 
 FEATURE_SHAPE = (64, 601)  # log-Mel at the papers' settings: 64 bands × 601 frames
 WAYS = ("parquet", "arrays")
+# The trial trained under --memory-limit: the papers' smallest ECA-CNN, scoring in batches of
+# 64, on the last two STFT versions of the cache (an STFT-augmentation trial of the
+# descending study) with every augmented copy, fold 0 of five session folds, one epoch.
+CONFINED_MODEL = "eca_cnn-k1"
+CONFINED_TRAIN_VERSIONS = 2
+CONFINED_EVAL_BATCH = 64
+SYNTHETIC_LABELS = ("angry", "happy", "neutral", "sad")
+SYNTHETIC_SESSIONS = 5
+
+
+@dataclass(frozen=True)
+class Trial:
+    """What a measured trial holds: every row of these STFT versions."""
+
+    name: str
+    versions: tuple[int, ...]
+    ways: tuple[str, ...]
 
 
 def bench_scale(utterances: int, versions: Sequence[int], augmentations: Sequence[str],
                 trials: int, cache_root: Path, memory_limit: float | None = None
                 ) -> dict[str, Any]:
-    """`memory_limit` (bytes): also load each way once in a memory cgroup of that size."""
+    """`memory_limit` (bytes): also load each way, and train a trial, in a memory cgroup of
+    that size."""
     if utterances < 1 or trials < 1:
         raise UserError(f"--utterances and --trials must be at least 1, got {utterances} "
                         f"and {trials}")
     started = time.perf_counter()
     feature_cache, built = synthetic_cache(cache_root, utterances, versions, augmentations)
     build_s = time.perf_counter() - started
-    version = versions[-1]
     print(f"cache {feature_cache.path} ({'built' if built else 'reused'} in {build_s:.0f} s): "
           f"{utterances} utterances × {len(versions)} STFT versions × "
           f"{1 + len(augmentations)} copies, features {FEATURE_SHAPE}")
-    for way in WAYS:  # each way's files into the page cache, as for a node's later trials
-        _hold(way, feature_cache.path, version, 1)
-    single = {way: _hold(way, feature_cache.path, version, 1)[0] for way in WAYS}
-    cold = {way: _hold(way, feature_cache.path, version, 1, cold=True)[0] for way in WAYS}
-    together = {way: _hold(way, feature_cache.path, version, trials) for way in WAYS}
-    used = single["arrays"].used_bytes
-    figures = {
+    one_version = Trial("one STFT version", (versions[-1],), WAYS)
+    figures: dict[str, Any] = {
         "utterances": utterances, "versions": list(versions),
-        "augmentations": list(augmentations), "trials": trials, "stft_version_read": version,
-        "rows_used": single["arrays"].rows, "used_bytes": used,
+        "augmentations": list(augmentations), "trials": trials,
+        "stft_version_read": versions[-1],
         "cache_bytes": {"parquet": _size(feature_cache.data_dir),
                         "arrays": _size(feature_cache.path / "arrays")},
-        "load_s": {way: round(single[way].seconds, 3) for way in WAYS},
-        "load_speedup": round(single["parquet"].seconds / single["arrays"].seconds, 2),
-        "load_s_cold": {way: round(cold[way].seconds, 3) for way in WAYS},
-        "load_speedup_cold": round(cold["parquet"].seconds / cold["arrays"].seconds, 2),
-        "peak_growth_bytes": {way: single[way].peak_growth for way in WAYS},
-        "peak_over_used": round(single["arrays"].peak_growth / used, 3),
-        "peak_over_used_parquet": round(single["parquet"].peak_growth / used, 3),
-        "private_growth_bytes": {way: single[way].private_growth for way in WAYS},
-        "feature_pss_bytes_one": {way: single[way].pss_growth for way in WAYS},
-        "feature_pss_bytes_together": {way: sum(h.pss_growth for h in together[way])
-                                       for way in WAYS},
-        "concurrent_memory_ratio": _ratio(together["arrays"], single["arrays"], "pss_growth"),
-        "concurrent_memory_ratio_parquet": _ratio(together["parquet"], single["parquet"],
-                                                  "pss_growth"),
-        "process_pss_bytes_one": {way: single[way].pss for way in WAYS},
-        "process_pss_bytes_together": {way: sum(h.pss for h in together[way])
-                                       for way in WAYS},
-        "concurrent_process_memory_ratio": _ratio(together["arrays"], single["arrays"], "pss"),
-        "concurrent_process_memory_ratio_parquet": _ratio(together["parquet"],
-                                                          single["parquet"], "pss"),
-        "load_s_together_median": {way: round(statistics.median(
-            h.seconds for h in together[way]), 3) for way in WAYS},
+        **_measure(one_version, feature_cache.path, trials, cold=True),
+        "stft_augmentation": _measure(Trial("every STFT version", tuple(versions), ("arrays",)),
+                                      feature_cache.path, trials)
+        if len(versions) > 1 else None,
     }
     if memory_limit is not None:
         figures["memory_limit_bytes"] = int(memory_limit)
         figures["within_memory_limit"] = {
-            way: _confined(way, feature_cache.path, version, int(memory_limit)) for way in WAYS}
+            way: _confined(_holder_command(way, feature_cache.path, one_version.versions),
+                           feature_cache.path, int(memory_limit)) for way in WAYS}
+        figures["training_within_request"] = _train_confined(feature_cache.path, versions,
+                                                             augmentations)
     _print(figures)
     print(json.dumps(figures))
+    return figures
+
+
+def _measure(trial: Trial, cache_path: Path, trials: int, cold: bool = False
+             ) -> dict[str, Any]:
+    """The figures of one trial's rows held by one process and by `trials` at once, each way
+    (and, `cold`, loaded from disk)."""
+    for way in trial.ways:  # each way's files into the page cache, as for a node's later trials
+        _hold(way, cache_path, trial.versions, 1)
+    single = {way: _hold(way, cache_path, trial.versions, 1)[0] for way in trial.ways}
+    together = {way: _hold(way, cache_path, trial.versions, trials) for way in trial.ways}
+    used = single["arrays"].used_bytes
+
+    def each_way(figure: Callable[[str], Any]) -> dict[str, Any]:
+        return {way: figure(way) for way in trial.ways}
+
+    figures: dict[str, Any] = {
+        "trial": trial.name, "stft_versions_read": list(trial.versions),
+        "rows_used": single["arrays"].rows, "used_bytes": used,
+        "load_s": each_way(lambda way: round(single[way].seconds, 3)),
+        "peak_growth_bytes": each_way(lambda way: single[way].peak_growth),
+        "peak_over_used": round(single["arrays"].peak_growth / used, 3),
+        "private_growth_bytes": each_way(lambda way: single[way].private_growth),
+        "process_pss_bytes_idle": each_way(lambda way: single[way].pss_idle),
+        "feature_pss_bytes_one": each_way(lambda way: single[way].pss_growth),
+        "feature_pss_bytes_together": each_way(
+            lambda way: sum(h.pss_growth for h in together[way])),
+        "concurrent_feature_memory_ratio": _ratio(together["arrays"], single["arrays"],
+                                                  "pss_growth"),
+        "process_pss_bytes_one": each_way(lambda way: single[way].pss),
+        "process_pss_bytes_together": each_way(lambda way: sum(h.pss for h in together[way])),
+        "concurrent_memory_ratio": _ratio(together["arrays"], single["arrays"], "pss"),
+        "concurrent_memory_ratio_floor": _floor(together["arrays"], single["arrays"]),
+        "load_s_together_median": each_way(lambda way: round(statistics.median(
+            h.seconds for h in together[way]), 3)),
+    }
+    if "parquet" in trial.ways:
+        cold_s = {way: _hold(way, cache_path, trial.versions, 1, cold=True)[0].seconds
+                  for way in trial.ways} if cold else None
+        figures.update({
+            "load_speedup": round(single["parquet"].seconds / single["arrays"].seconds, 2),
+            "peak_over_used_parquet": round(single["parquet"].peak_growth / used, 3),
+            "concurrent_feature_memory_ratio_parquet": _ratio(
+                together["parquet"], single["parquet"], "pss_growth"),
+            "concurrent_memory_ratio_parquet": _ratio(together["parquet"], single["parquet"],
+                                                      "pss"),
+        })
+        if cold_s is not None:
+            figures["load_s_cold"] = {way: round(seconds, 3) for way, seconds in cold_s.items()}
+            figures["load_speedup_cold"] = round(cold_s["parquet"] / cold_s["arrays"], 2)
     return figures
 
 
@@ -114,34 +179,58 @@ def _ratio(together: list[Holding], one: Holding, figure: str) -> float:
     return round(sum(getattr(h, figure) for h in together) / getattr(one, figure), 3)
 
 
+def _floor(together: list[Holding], one: Holding) -> float:
+    """The least `concurrent_memory_ratio` any layout of the rows could give: the rows held
+    once, adding nothing private, beside what each process held before loading."""
+    return round((sum(h.pss_idle for h in together) + one.used_bytes)
+                 / (one.pss_idle + one.used_bytes), 3)
+
+
 def _print(figures: dict[str, Any]) -> None:
     gib = 2**30
-    print(f"a trial uses {figures['rows_used']} rows of STFT version "
-          f"{figures['stft_version_read']}: {figures['used_bytes'] / gib:.2f} GiB "
-          f"(cache: Parquet {figures['cache_bytes']['parquet'] / gib:.2f} GiB, arrays "
-          f"{figures['cache_bytes']['arrays'] / gib:.2f} GiB)")
+    print(f"cache: Parquet {figures['cache_bytes']['parquet'] / gib:.2f} GiB, arrays "
+          f"{figures['cache_bytes']['arrays'] / gib:.2f} GiB")
     trials = figures["trials"]
-    for way in WAYS:
-        print(f"  {way:8s} load {figures['load_s'][way]:6.2f} s, peak growth "
-              f"{figures['peak_growth_bytes'][way] / gib:5.2f} GiB (private once loaded "
-              f"{figures['private_growth_bytes'][way] / gib:5.2f}); memory of the rows held "
-              f"(PSS growth) by one trial {figures['feature_pss_bytes_one'][way] / gib:5.2f} "
-              f"GiB, by {trials} {figures['feature_pss_bytes_together'][way] / gib:5.2f} GiB; "
-              f"whole processes {figures['process_pss_bytes_one'][way] / gib:5.2f} / "
-              f"{figures['process_pss_bytes_together'][way] / gib:5.2f} GiB")
-    print(f"read from disk (page cache dropped first): parquet "
+    for trial in (figures, figures["stft_augmentation"]):
+        if trial is None:
+            continue
+        print(f"a trial of {trial['trial']} ({trial['stft_versions_read']}) uses "
+              f"{trial['rows_used']} rows: {trial['used_bytes'] / gib:.2f} GiB")
+        for way in trial["load_s"]:
+            print(f"  {way:8s} load {trial['load_s'][way]:6.2f} s, peak growth "
+                  f"{trial['peak_growth_bytes'][way] / gib:5.2f} GiB (private once loaded "
+                  f"{trial['private_growth_bytes'][way] / gib:5.2f}); memory (sum of PSS) of "
+                  f"1 / {trials} processes: whole "
+                  f"{trial['process_pss_bytes_one'][way] / gib:5.2f} / "
+                  f"{trial['process_pss_bytes_together'][way] / gib:5.2f} GiB, what the rows "
+                  f"add {trial['feature_pss_bytes_one'][way] / gib:5.2f} / "
+                  f"{trial['feature_pss_bytes_together'][way] / gib:5.2f} GiB")
+        parquet = f" (parquet {trial['concurrent_memory_ratio_parquet']})" \
+            if "load_speedup" in trial else ""
+        print(f"  peak_over_used {trial['peak_over_used']}, concurrent_memory_ratio "
+              f"{trial['concurrent_memory_ratio']}{parquet}, of the rows alone "
+              f"{trial['concurrent_feature_memory_ratio']}; before loading, each process "
+              f"holds {trial['process_pss_bytes_idle']['arrays'] / gib:.2f} GiB, so no "
+              f"layout of the rows could give less than "
+              f"{trial['concurrent_memory_ratio_floor']}")
+    print(f"load_speedup {figures['load_speedup']}× (page cache), "
+          f"{figures['load_speedup_cold']}× from disk (parquet "
           f"{figures['load_s_cold']['parquet']:.2f} s, arrays "
-          f"{figures['load_s_cold']['arrays']:.2f} s, {figures['load_speedup_cold']}×")
-    print(f"load_speedup {figures['load_speedup']}×, peak_over_used "
-          f"{figures['peak_over_used']} (parquet {figures['peak_over_used_parquet']}), "
-          f"concurrent_memory_ratio {figures['concurrent_memory_ratio']} (parquet "
-          f"{figures['concurrent_memory_ratio_parquet']}); whole processes, each with its "
-          f"own interpreter and torch: {figures['concurrent_process_memory_ratio']} (parquet "
-          f"{figures['concurrent_process_memory_ratio_parquet']})")
+          f"{figures['load_s_cold']['arrays']:.2f} s)")
     for way, outcome in figures.get("within_memory_limit", {}).items():
         print(f"  in {figures['memory_limit_bytes'] / gib:.2f} GiB of memory, {way}: "
               + (f"held its rows after {outcome['seconds']:.2f} s" if outcome["completed"]
                  else f"killed (exit code {outcome['exit_code']})"))
+    trained = figures.get("training_within_request")
+    if trained is not None:
+        print(f"  in {trained['memory_request_bytes'] / gib:.2f} GiB of memory (what Ray "
+              f"reserves for it), one epoch of {trained['model']} on STFT versions "
+              f"{trained['train_versions']} ({trained['features_bytes'] / gib:.2f} GiB of "
+              f"features): " + (f"trained on {trained['train_rows']} rows in "
+                                f"{trained['seconds']:.0f} s, peak RSS "
+                                f"{trained['peak_rss_bytes'] / gib:.2f} GiB"
+                                if trained["completed"]
+                                else f"killed (exit code {trained['exit_code']})"))
 
 
 # --- the synthetic cache -----------------------------------------------------------------------
@@ -224,12 +313,12 @@ class Holding:
         return self.pss - self.pss_idle
 
 
-def _hold(way: str, cache_path: Path, version: int, processes: int,
+def _hold(way: str, cache_path: Path, versions: Sequence[int], processes: int,
           cold: bool = False) -> list[Holding]:
     """`processes` processes start, then load the rows at once the `way` asked and hold
     them; their figures, with each one's PSS read when all are idle and when all hold.
     `cold`: the cache's files are dropped from the page cache first (read from disk)."""
-    started = [subprocess.Popen(_holder_command(way, cache_path, version),
+    started = [subprocess.Popen(_holder_command(way, cache_path, versions),
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
                for _ in range(processes)]
     try:
@@ -249,15 +338,14 @@ def _hold(way: str, cache_path: Path, version: int, processes: int,
             process.communicate("\n", timeout=120)
 
 
-def _confined(way: str, cache_path: Path, version: int, limit: int) -> dict[str, Any]:
-    """One process loading the rows the `way` asked inside a memory cgroup of `limit` bytes,
-    the cache's pages dropped from the page cache first (pages count against the group that
-    reads them in): whether it came to hold its rows or was killed, and its load time."""
-    procs = _memory_cgroup(f"ser-ray-bench-scale-{os.getpid()}-{way}", limit)
+def _confined(command: list[str], cache_path: Path, limit: int) -> dict[str, Any]:
+    """One measured process (`hold` or `train_one_epoch`) inside a memory cgroup of `limit`
+    bytes, the cache's pages dropped from the page cache first (pages count against the group
+    that reads them in): whether it did its work or was killed, and the seconds it took."""
+    procs = _memory_cgroup(f"ser-ray-bench-scale-{os.getpid()}-{uuid.uuid4().hex[:8]}", limit)
     _drop_page_cache(cache_path)
-    process = subprocess.Popen(_holder_command(way, cache_path, version), stdin=subprocess.PIPE,
-                               stdout=subprocess.PIPE, text=True,
-                               preexec_fn=lambda: procs.write_text(str(os.getpid())))
+    process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               text=True, preexec_fn=lambda: procs.write_text(str(os.getpid())))
     report = ""
     try:
         process.stdout.readline()
@@ -265,15 +353,74 @@ def _confined(way: str, cache_path: Path, version: int, limit: int) -> dict[str,
         process.stdin.flush()
         report = process.stdout.readline()
     except BrokenPipeError:
-        pass  # killed before it was told to load
+        pass  # killed before it was told to start
     finally:
         try:
             process.communicate("\n", timeout=300)
         except (BrokenPipeError, ValueError):
             process.wait(timeout=300)
         procs.parent.rmdir()
-    seconds = json.loads(report)["seconds"] if report else None
-    return {"completed": bool(report), "seconds": seconds, "exit_code": process.returncode}
+    return {"completed": bool(report), "exit_code": process.returncode,
+            **(json.loads(report) if report else {"seconds": None})}
+
+
+def _train_confined(cache_path: Path, versions: Sequence[int], augmentations: Sequence[str]
+                    ) -> dict[str, Any]:
+    """One epoch of a real trial on the cache inside a memory cgroup of the memory Ray
+    reserves for it (`estimate_memory`), with the bytes of the features it reads."""
+    from ser_ray.train.memory import estimate_memory
+
+    with tempfile.TemporaryDirectory(prefix="ser-ray-bench-scale-") as directory:
+        job = _confined_job(cache_path, versions, augmentations, Path(directory))
+        job_file = Path(directory) / "job.json"
+        job_file.write_text(job.model_dump_json())
+        request = estimate_memory(job, folds=1).total
+        outcome = _confined([sys.executable, "-c", f"from ser_ray.bench.scale import "
+                             f"train_one_epoch; train_one_epoch({str(job_file)!r})"],
+                            cache_path, request)
+    return {"model": CONFINED_MODEL, "train_versions": list(job.train.train_versions or ()),
+            "test_version": job.train.test_version, "memory_request_bytes": request,
+            "features_bytes": _slab_bytes(cache_path, job.train.train_versions or ()),
+            **outcome}
+
+
+def _confined_job(cache_path: Path, versions: Sequence[int], augmentations: Sequence[str],
+                  directory: Path) -> TrainJob:
+    """A training job on the synthetic cache: a manifest of its utterances (four classes in
+    turn, five sessions of two speakers), session folds, and the trial CONFINED_* names."""
+    from ser_ray.corpus.manifest import write_manifest
+    from ser_ray.folds import FoldProtocol, check_folds, make_folds, write_folds
+
+    ids = load_features(cache_path, stft_versions=[versions[-1]],
+                        augmentations=[ORIGINAL]).utterance_ids.astype(str)
+    number = np.arange(len(ids))
+    speaker = number % (2 * SYNTHETIC_SESSIONS)
+    manifest = pd.DataFrame({
+        "utterance_id": ids, "path": [f"/synthetic/{name}.wav" for name in ids],
+        "corpus": "synthetic", "speaker": [f"speaker{value:02d}" for value in speaker],
+        "gender": np.where(speaker % 2, "F", "M"),
+        "session": [f"session{value // 2}" for value in speaker],
+        "raw_label": [SYNTHETIC_LABELS[value % len(SYNTHETIC_LABELS)] for value in number],
+        "duration_s": 6.0, "sample_rate": 16000, "channels": 1, "improvised": False})
+    manifest["label"] = manifest["raw_label"]
+    write_manifest(manifest, directory / "manifest.parquet", {"synthetic": "bench-scale"})
+    protocol = FoldProtocol("session")
+    folds = make_folds(manifest, protocol)
+    write_folds(folds, protocol, check_folds(manifest, folds, protocol),
+                directory / "folds.parquet")
+    return TrainJob(
+        manifest=directory / "manifest.parquet", folds=directory / "folds.parquet",
+        cache=cache_path, model=ModelChoice(name=CONFINED_MODEL), fold_indices=(0,),
+        train=TrainConfig(epochs=1, device="cpu", test_version=versions[-1],
+                          train_versions=tuple(versions[-CONFINED_TRAIN_VERSIONS:]),
+                          augmentations=tuple(augmentations),
+                          eval_batch_size=CONFINED_EVAL_BATCH))
+
+
+def _slab_bytes(cache_path: Path, versions: Sequence[int]) -> int:
+    """Bytes of the slabs of these STFT versions (every copy)."""
+    return sum((cache_path / "arrays" / slab["file"]).stat().st_size
+               for slab in slab_table(cache_path) if slab["stft_version"] in versions)
 
 
 def _memory_cgroup(name: str, limit: int) -> Path:
@@ -307,50 +454,68 @@ def _drop_page_cache(directory: Path) -> None:
                 os.close(descriptor)
 
 
-def _holder_command(way: str, cache_path: Path, version: int) -> list[str]:
+def _holder_command(way: str, cache_path: Path, versions: Sequence[int]) -> list[str]:
     return [sys.executable, "-c", f"from ser_ray.bench.scale import hold; "
-            f"hold({way!r}, {str(cache_path)!r}, {version})"]
+            f"hold({way!r}, {str(cache_path)!r}, {list(versions)!r})"]
 
 
-def hold(way: str, cache_path: str, version: int) -> None:
+def _import_what_training_imports() -> None:
+    """Before a measured process says it is idle: what a training process holds anyway."""
+    import ser_ray.features.loader  # noqa: F401
+    import ser_ray.train.loop  # noqa: F401
+
+
+def hold(way: str, cache_path: str, versions: list[int]) -> None:
     """Run in the measured process: say when idle, load when told, print the figures as
     JSON, hold until told again."""
-    # What loading imports, imported before the baseline is read.
-    import ser_ray.features.loader  # noqa: F401
-    import ser_ray.train.data  # noqa: F401
-
+    _import_what_training_imports()
     print("idle", flush=True)
     sys.stdin.readline()
     before, anonymous_before = _status_bytes("VmRSS"), _status_bytes("RssAnon")
     start = time.perf_counter()
-    features = _parquet_rows(Path(cache_path), version) if way == "parquet" \
-        else _array_rows(Path(cache_path), version)
+    rows = _parquet_rows(Path(cache_path), versions) if way == "parquet" \
+        else _array_rows(Path(cache_path), versions)
     seconds = time.perf_counter() - start
-    report = Holding(seconds=seconds, rows=len(features),
-                     used_bytes=len(features) * int(np.prod(FEATURE_SHAPE)) * 4,
+    report = Holding(seconds=seconds, rows=len(rows),
+                     used_bytes=len(rows) * int(np.prod(FEATURE_SHAPE)) * 4,
                      peak_growth=_status_bytes("VmHWM") - before,
                      private_growth=_status_bytes("RssAnon") - anonymous_before)
     print(json.dumps({name: value for name, value in asdict(report).items()
                       if not name.startswith("pss")}), flush=True)
     sys.stdin.readline()
-    del features
+    del rows
 
 
-def _parquet_rows(cache_path: Path, version: int) -> np.ndarray:
+def train_one_epoch(job_file: str) -> None:
+    """Run in the measured process: say when idle, train one epoch of the job when told,
+    print its seconds and training rows as JSON, wait until told again."""
+    from ser_ray.train.loop import LockstepRun
+
+    _import_what_training_imports()
+    job = TrainJob.model_validate_json(Path(job_file).read_text())
+    print("idle", flush=True)
+    sys.stdin.readline()
+    start = time.perf_counter()
+    (record,) = LockstepRun(job).run_epoch()
+    print(json.dumps({"seconds": time.perf_counter() - start,
+                      "train_rows": record["train_rows"],
+                      "peak_rss_bytes": _status_bytes("VmHWM")}), flush=True)
+    sys.stdin.readline()
+
+
+def _parquet_rows(cache_path: Path, versions: Sequence[int]) -> np.ndarray:
     dataset = pads.dataset(cache_path / cache.DATA_DIR, format="parquet")
-    table = dataset.to_table(filter=pc.field("stft_version") == version).sort_by(list(ROW_ORDER))
+    table = dataset.to_table(filter=pc.field("stft_version").isin(list(versions))) \
+        .sort_by(list(ROW_ORDER))
     flat = pa.concat_arrays(table.column("features").chunks).flatten()
     return flat.to_numpy(zero_copy_only=False).reshape(-1, *FEATURE_SHAPE)
 
 
-def _array_rows(cache_path: Path, version: int) -> Any:
-    from ser_ray.features.loader import load_features
-    from ser_ray.train.data import standardizer_chunk_rows
+def _array_rows(cache_path: Path, versions: Sequence[int]) -> Any:
+    from ser_ray.train.data import feature_moments
 
-    features = load_features(cache_path, stft_versions=[version]).features
-    chunk = standardizer_chunk_rows(FEATURE_SHAPE)
-    for start in range(0, len(features), chunk):
-        features[np.arange(start, min(start + chunk, len(features)))].astype(np.float64).sum()
+    features = load_features(cache_path, stft_versions=list(versions)).features
+    feature_moments(features, np.arange(len(features)))
     return features
 
 

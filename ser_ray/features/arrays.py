@@ -175,6 +175,7 @@ class RowFeatures:
         self.slab_row = slab_row
         self.feature_shape = feature_shape
         self.dtype = np.dtype(np.float32)
+        _check_places(self.slabs, slab, slab_row)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -193,11 +194,27 @@ class RowFeatures:
             return self.slabs[self.slab[index]][self.slab_row[index]]
         positions = np.arange(len(self))[index] if isinstance(index, slice) \
             else _positions(np.asarray(index), len(self))
-        out = np.empty((len(positions), *self.feature_shape), self.dtype)
+        return self.gather(positions)
+
+    def gather(self, positions: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """The rows at integer `positions`, copied straight from the slabs into `out` (a new
+        array when None, else C-contiguous float32 of their shape): no other copy is made, so
+        a caller that reuses `out` reads any number of rows without allocating."""
+        shape = (len(positions), *self.feature_shape)
+        if out is None:
+            out = np.empty(shape, self.dtype)
+        elif out.shape != shape or out.dtype != self.dtype or not out.flags.c_contiguous:
+            raise ValueError(f"out must be C-contiguous {self.dtype} of shape {shape}, not "
+                             f"{out.dtype} {out.shape}")
         slabs = self.slab[positions]
-        for slab in np.unique(slabs):
-            chosen = slabs == slab
-            out[chosen] = self.slabs[slab][self.slab_row[positions[chosen]]]
+        slab_rows = self.slab_row[positions]
+        bounds = np.r_[0, np.flatnonzero(slabs[1:] != slabs[:-1]) + 1, len(positions)]
+        for start, end in zip(bounds[:-1], bounds[1:]):
+            if start < end:
+                # mode="clip" copies straight into `out` ("raise" would go through a buffer);
+                # every place was checked against its slab's length when the rows were made.
+                np.take(self.slabs[slabs[start]], slab_rows[start:end], axis=0,
+                        out=out[start:end], mode="clip")
         return out
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
@@ -206,6 +223,22 @@ class RowFeatures:
                              "of them is always a copy")
         everything = self[:]
         return everything if dtype is None else everything.astype(dtype, copy=False)
+
+
+def _check_places(slabs: Sequence[np.ndarray], slab: np.ndarray, slab_row: np.ndarray) -> None:
+    """Every row's place names a slab and a row inside it (rows.parquet and the slabs written
+    together); anything else is a damaged cache, refused rather than read clipped."""
+    if not len(slab):
+        return
+    if slab.min() < 0 or slab.max() >= len(slabs):
+        raise UserError(f"the cache's row table names slab {int(slab.max())} (or a negative "
+                        f"one) but has {len(slabs)} slabs: the arrays are damaged; delete "
+                        f"its arrays/ folder and request the features again")
+    lengths = np.array([len(array) for array in slabs])
+    if slab_row.min() < 0 or (slab_row >= lengths[slab]).any():
+        raise UserError("the cache's row table places rows beyond the end of their slabs: "
+                        "the arrays are damaged; delete its arrays/ folder and request the "
+                        "features again")
 
 
 def _positions(index: np.ndarray, rows: int) -> np.ndarray:

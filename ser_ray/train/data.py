@@ -35,6 +35,28 @@ def standardizer_chunk_rows(feature_shape: tuple[int, ...]) -> int:
     return max(1, STANDARDIZER_CHUNK_BYTES // (8 * int(np.prod(feature_shape))))
 
 
+def feature_moments(features: RowFeatures, rows: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray, int]:
+    """Sum and sum of squares (float64) per first-axis index over `rows`, and the values
+    summed per index. The rows are read from the shared arrays in chunks of about
+    STANDARDIZER_CHUNK_BYTES into two buffers made once: the pass holds those two while it
+    runs, and nothing once done, however many rows there are."""
+    shape = features.feature_shape
+    rows_per_chunk = min(standardizer_chunk_rows(shape), max(1, len(rows)))
+    gathered = np.empty((rows_per_chunk, *shape), np.float32)
+    widened = np.empty((rows_per_chunk, *shape), np.float64)
+    summed_axes = (0, *range(2, len(shape) + 1))
+    total = np.zeros(shape[0], np.float64)
+    squares = np.zeros(shape[0], np.float64)
+    for start in range(0, len(rows), rows_per_chunk):
+        positions = rows[start:start + rows_per_chunk]
+        chunk = widened[:len(positions)]
+        np.copyto(chunk, features.gather(positions, out=gathered[:len(positions)]))
+        total += chunk.sum(axis=summed_axes)
+        squares += np.square(chunk, out=chunk).sum(axis=summed_axes)
+    return total, squares, len(rows) * int(np.prod(shape[1:]))
+
+
 @dataclass(frozen=True)
 class Split:
     """Rows of one split as indices into the shared feature array.
@@ -246,19 +268,8 @@ class FoldData:
         )
 
     def standardizer(self, train: Split) -> Standardizer:
-        """Mean/std per first-axis index over the training rows, read in chunks of about
-        STANDARDIZER_CHUNK_BYTES (as float64), so that the pass adds little to what a trial
-        holds however large the rows."""
-        axes = tuple(range(1, len(self.feature_shape) + 1))
-        total = np.zeros(self.feature_shape[0], np.float64)
-        squares = np.zeros(self.feature_shape[0], np.float64)
-        count = 0
-        rows_per_chunk = standardizer_chunk_rows(self.feature_shape)
-        for start in range(0, len(train.rows), rows_per_chunk):
-            chunk = self.features[train.rows[start:start + rows_per_chunk]].astype(np.float64)
-            total += chunk.sum(axis=(0, *axes[1:]))
-            squares += (chunk ** 2).sum(axis=(0, *axes[1:]))
-            count += chunk.size // self.feature_shape[0]
+        """Mean/std per first-axis index over the training rows (`feature_moments`)."""
+        total, squares, count = feature_moments(self.features, train.rows)
         mean = total / count
         std = np.sqrt(np.maximum(squares / count - mean ** 2, 0.0))
         shape = (self.feature_shape[0], *([1] * (len(self.feature_shape) - 1)))

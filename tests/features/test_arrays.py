@@ -23,7 +23,7 @@ from ser_ray.features.arrays import ARRAYS_DIR, RowFeatures, has_arrays, write_a
 from ser_ray.features.featurize import build_features_here, feature_request
 from ser_ray.features.loader import ROW_ORDER
 from ser_ray.train import ModelChoice, TrainJob, train_folds
-from ser_ray.train.data import FoldData
+from ser_ray.train.data import FoldData, Split, Standardizer, standardizer_chunk_rows
 
 NOISE = "noise:snr=20"
 
@@ -152,8 +152,9 @@ def test_a_cache_from_before_the_arrays_is_refused_then_completed_without_recomp
 
 def test_training_on_the_arrays_gives_the_metrics_of_parquet_loaded_features(
         tiny_study, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The same rows in the same order as the in-memory Parquet loader of before: every
-    metric of every epoch equal to the last bit."""
+    """The same rows in the same order as the in-memory Parquet loader of before, with the
+    standardizer of before (a float64 copy of each chunk): every metric of every epoch equal
+    to the last bit."""
     job = TrainJob(manifest=tiny_study.selected_manifest, folds=tiny_study.folds,
                    cache=tiny_study.cache,
                    model=ModelChoice(name="eca_cnn", options={"scale": 1, "base_width": 4}),
@@ -174,7 +175,24 @@ def test_training_on_the_arrays_gives_the_metrics_of_parquet_loaded_features(
             parts.append(parquet_features(table, data.feature_shape))
         return rows, np.concatenate(parts)
 
+    def standardizer_of_copies(data: FoldData, train: Split) -> Standardizer:
+        axes = (0, *range(2, len(data.feature_shape) + 1))
+        total = np.zeros(data.feature_shape[0], np.float64)
+        squares = np.zeros(data.feature_shape[0], np.float64)
+        chunk_rows = standardizer_chunk_rows(data.feature_shape)
+        for start in range(0, len(train.rows), chunk_rows):
+            chunk = data.features[train.rows[start:start + chunk_rows]].astype(np.float64)
+            total += chunk.sum(axis=axes)
+            squares += (chunk ** 2).sum(axis=axes)
+        count = len(train.rows) * int(np.prod(data.feature_shape[1:]))
+        mean = total / count
+        std = np.sqrt(np.maximum(squares / count - mean ** 2, 0.0))
+        shape = (data.feature_shape[0], *([1] * (len(data.feature_shape) - 1)))
+        return Standardizer(mean.astype(np.float32).reshape(shape),
+                            np.where(std > 1e-8, std, 1.0).astype(np.float32).reshape(shape))
+
     monkeypatch.setattr(FoldData, "_load_rows", parquet_in_memory)
+    monkeypatch.setattr(FoldData, "standardizer", standardizer_of_copies)
     in_memory = train_folds(job)
     strip = {"seconds", "finished_at"}
     assert [[{k: v for k, v in record.items() if k not in strip} for record in history]
@@ -209,3 +227,37 @@ def test_row_features_index_like_numpy_rows_or_refuse() -> None:
         rows[np.array([1.7, 2.2])]
     with pytest.raises(ValueError, match="always a copy"):
         np.asarray(rows, copy=False)
+
+
+def test_feature_moments_read_the_rows_in_chunks_into_two_buffers(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The standardizer's pass over shared rows: the sums of every row, whatever the chunk
+    size, equal to summing a private copy of them."""
+    from ser_ray.train import data
+
+    rng = np.random.default_rng(0)
+    slabs = [rng.standard_normal((7, 3, 5)).astype(np.float32),
+             rng.standard_normal((4, 3, 5)).astype(np.float32)]
+    features = RowFeatures(slabs, np.array([0, 1, 0, 0, 1, 0, 1]),
+                           np.array([6, 0, 2, 3, 3, 0, 1]), (3, 5))
+    rows = np.array([5, 1, 2, 6, 0, 4])
+    copy = np.asarray(features)[rows].astype(np.float64)
+    monkeypatch.setattr(data, "STANDARDIZER_CHUNK_BYTES", 4 * 3 * 5 * 8)  # 4 rows a chunk
+    total, squares, count = data.feature_moments(features, rows)
+    np.testing.assert_allclose(total, copy.sum(axis=(0, 2)), rtol=1e-12)
+    np.testing.assert_allclose(squares, (copy ** 2).sum(axis=(0, 2)), rtol=1e-12)
+    assert count == 6 * 5
+
+
+def test_gathered_rows_go_straight_into_the_buffer_given_or_are_refused() -> None:
+    slabs = [np.arange(12, dtype=np.float32).reshape(6, 2), -np.ones((1, 2), np.float32)]
+    rows = RowFeatures(slabs, np.array([0, 0, 1, 0]), np.array([5, 4, 0, 2]), (2,))
+    buffer = np.full((3, 2), np.nan, np.float32)
+    assert rows.gather(np.array([2, 0, 3]), out=buffer) is buffer
+    assert buffer.tolist() == [[-1, -1], [10, 11], [4, 5]]
+    with pytest.raises(ValueError, match="C-contiguous float32 of shape"):
+        rows.gather(np.array([0, 1]), out=buffer)
+    with pytest.raises(UserError, match="beyond the end of their slabs"):
+        RowFeatures(slabs, np.array([0, 1]), np.array([6, 0]), (2,))
+    with pytest.raises(UserError, match="names slab 2"):
+        RowFeatures(slabs, np.array([0, 2]), np.array([0, 0]), (2,))

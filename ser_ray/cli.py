@@ -540,8 +540,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench_scale.add_argument("--memory-limit", type=float, default=None, metavar="GIB",
                              help="also load each way once in a memory cgroup of GIB GiB, "
                                   "and train one epoch of a trial on the last two STFT "
-                                  "versions in one of the memory Ray reserves for it (Linux, "
-                                  "root): the arrays page in on demand")
+                                  "versions (or the only one) in one of the memory Ray "
+                                  "reserves for it (Linux, root): the arrays page in on "
+                                  "demand")
     bench_scale.set_defaults(handler=_bench_scale)
     bench_train = bench_commands.add_parser(
         "train", help="per-epoch time: plain k-fold loop vs Ray Train (1 worker)")

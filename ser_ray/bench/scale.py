@@ -43,6 +43,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -60,7 +61,7 @@ import pyarrow.parquet as pq
 from ser_ray.errors import UserError
 from ser_ray.experiment import TrainConfig
 from ser_ray.features import cache
-from ser_ray.features.arrays import slab_table, write_arrays
+from ser_ray.features.arrays import write_arrays
 from ser_ray.features.featurize import feature_schema, parquet_options
 from ser_ray.features.leakage import ORIGINAL, derived_utterance_id
 from ser_ray.features.loader import ROW_ORDER, load_features
@@ -76,6 +77,7 @@ CONFINED_TRAIN_VERSIONS = 2
 CONFINED_EVAL_BATCH = 64
 SYNTHETIC_LABELS = ("angry", "happy", "neutral", "sad")
 SYNTHETIC_SESSIONS = 5
+CONFINED_TIMEOUT_S = 3600
 
 
 @dataclass(frozen=True)
@@ -90,8 +92,8 @@ class Trial:
 def bench_scale(utterances: int, versions: Sequence[int], augmentations: Sequence[str],
                 trials: int, cache_root: Path, memory_limit: float | None = None
                 ) -> dict[str, Any]:
-    """`memory_limit` (bytes): also load each way, and train a trial, in a memory cgroup of
-    that size."""
+    """`memory_limit` (bytes): also load each way in a memory cgroup of that size, and train
+    one epoch of a trial in a cgroup of the memory Ray reserves for it."""
     if utterances < 1 or trials < 1:
         raise UserError(f"--utterances and --trials must be at least 1, got {utterances} "
                         f"and {trials}")
@@ -105,7 +107,6 @@ def bench_scale(utterances: int, versions: Sequence[int], augmentations: Sequenc
     figures: dict[str, Any] = {
         "utterances": utterances, "versions": list(versions),
         "augmentations": list(augmentations), "trials": trials,
-        "stft_version_read": versions[-1],
         "cache_bytes": {"parquet": _size(feature_cache.data_dir),
                         "arrays": _size(feature_cache.path / "arrays")},
         **_measure(one_version, feature_cache.path, trials, cold=True),
@@ -131,59 +132,54 @@ def _measure(trial: Trial, cache_path: Path, trials: int, cold: bool = False
     (and, `cold`, loaded from disk)."""
     for way in trial.ways:  # each way's files into the page cache, as for a node's later trials
         _hold(way, cache_path, trial.versions, 1)
-    single = {way: _hold(way, cache_path, trial.versions, 1)[0] for way in trial.ways}
+    single = {way: _hold(way, cache_path, trial.versions, 1) for way in trial.ways}
     together = {way: _hold(way, cache_path, trial.versions, trials) for way in trial.ways}
-    used = single["arrays"].used_bytes
+    one = {way: group.holdings[0] for way, group in single.items()}
+    used = one["arrays"].used_bytes
 
     def each_way(figure: Callable[[str], Any]) -> dict[str, Any]:
         return {way: figure(way) for way in trial.ways}
 
     figures: dict[str, Any] = {
         "trial": trial.name, "stft_versions_read": list(trial.versions),
-        "rows_used": single["arrays"].rows, "used_bytes": used,
-        "load_s": each_way(lambda way: round(single[way].seconds, 3)),
-        "peak_growth_bytes": each_way(lambda way: single[way].peak_growth),
-        "peak_over_used": round(single["arrays"].peak_growth / used, 3),
-        "private_growth_bytes": each_way(lambda way: single[way].private_growth),
-        "process_pss_bytes_idle": each_way(lambda way: single[way].pss_idle),
-        "feature_pss_bytes_one": each_way(lambda way: single[way].pss_growth),
-        "feature_pss_bytes_together": each_way(
-            lambda way: sum(h.pss_growth for h in together[way])),
+        "rows_used": one["arrays"].rows, "used_bytes": used,
+        "load_s": each_way(lambda way: round(one[way].seconds, 3)),
+        "peak_growth_bytes": each_way(lambda way: one[way].peak_growth),
+        "peak_over_used": round(one["arrays"].peak_growth / used, 3),
+        "private_growth_bytes": each_way(lambda way: one[way].private_growth),
+        "memory_bytes_idle": each_way(lambda way: single[way].memory_idle),
+        "memory_bytes_idle_together": each_way(lambda way: together[way].memory_idle),
+        "memory_bytes_one": each_way(lambda way: single[way].memory),
+        "memory_bytes_together": each_way(lambda way: together[way].memory),
+        "concurrent_memory_ratio": _ratio(together["arrays"], single["arrays"], "memory"),
+        "concurrent_memory_ratio_rows_once": round(
+            (together["arrays"].memory_idle + used) / (single["arrays"].memory_idle + used), 3),
+        "feature_memory_bytes_one": each_way(lambda way: single[way].feature_memory),
+        "feature_memory_bytes_together": each_way(lambda way: together[way].feature_memory),
         "concurrent_feature_memory_ratio": _ratio(together["arrays"], single["arrays"],
-                                                  "pss_growth"),
-        "process_pss_bytes_one": each_way(lambda way: single[way].pss),
-        "process_pss_bytes_together": each_way(lambda way: sum(h.pss for h in together[way])),
-        "concurrent_memory_ratio": _ratio(together["arrays"], single["arrays"], "pss"),
-        "concurrent_memory_ratio_floor": _floor(together["arrays"], single["arrays"]),
+                                                  "feature_memory"),
         "load_s_together_median": each_way(lambda way: round(statistics.median(
-            h.seconds for h in together[way]), 3)),
+            h.seconds for h in together[way].holdings), 3)),
     }
     if "parquet" in trial.ways:
-        cold_s = {way: _hold(way, cache_path, trial.versions, 1, cold=True)[0].seconds
-                  for way in trial.ways} if cold else None
         figures.update({
-            "load_speedup": round(single["parquet"].seconds / single["arrays"].seconds, 2),
-            "peak_over_used_parquet": round(single["parquet"].peak_growth / used, 3),
-            "concurrent_feature_memory_ratio_parquet": _ratio(
-                together["parquet"], single["parquet"], "pss_growth"),
+            "load_speedup": round(one["parquet"].seconds / one["arrays"].seconds, 2),
+            "peak_over_used_parquet": round(one["parquet"].peak_growth / used, 3),
             "concurrent_memory_ratio_parquet": _ratio(together["parquet"], single["parquet"],
-                                                      "pss"),
+                                                      "memory"),
+            "concurrent_feature_memory_ratio_parquet": _ratio(
+                together["parquet"], single["parquet"], "feature_memory"),
         })
-        if cold_s is not None:
+        if cold:
+            cold_s = {way: _hold(way, cache_path, trial.versions, 1, cold=True)
+                      .holdings[0].seconds for way in trial.ways}
             figures["load_s_cold"] = {way: round(seconds, 3) for way, seconds in cold_s.items()}
             figures["load_speedup_cold"] = round(cold_s["parquet"] / cold_s["arrays"], 2)
     return figures
 
 
-def _ratio(together: list[Holding], one: Holding, figure: str) -> float:
-    return round(sum(getattr(h, figure) for h in together) / getattr(one, figure), 3)
-
-
-def _floor(together: list[Holding], one: Holding) -> float:
-    """The least `concurrent_memory_ratio` any layout of the rows could give: the rows held
-    once, adding nothing private, beside what each process held before loading."""
-    return round((sum(h.pss_idle for h in together) + one.used_bytes)
-                 / (one.pss_idle + one.used_bytes), 3)
+def _ratio(together: Group, one: Group, figure: str) -> float:
+    return round(getattr(together, figure) / getattr(one, figure), 3)
 
 
 def _print(figures: dict[str, Any]) -> None:
@@ -199,20 +195,20 @@ def _print(figures: dict[str, Any]) -> None:
         for way in trial["load_s"]:
             print(f"  {way:8s} load {trial['load_s'][way]:6.2f} s, peak growth "
                   f"{trial['peak_growth_bytes'][way] / gib:5.2f} GiB (private once loaded "
-                  f"{trial['private_growth_bytes'][way] / gib:5.2f}); memory (sum of PSS) of "
-                  f"1 / {trials} processes: whole "
-                  f"{trial['process_pss_bytes_one'][way] / gib:5.2f} / "
-                  f"{trial['process_pss_bytes_together'][way] / gib:5.2f} GiB, what the rows "
-                  f"add {trial['feature_pss_bytes_one'][way] / gib:5.2f} / "
-                  f"{trial['feature_pss_bytes_together'][way] / gib:5.2f} GiB")
+                  f"{trial['private_growth_bytes'][way] / gib:5.2f}); memory of 1 / {trials} "
+                  f"processes: {trial['memory_bytes_one'][way] / gib:5.2f} / "
+                  f"{trial['memory_bytes_together'][way] / gib:5.2f} GiB, of which the rows "
+                  f"add {trial['feature_memory_bytes_one'][way] / gib:5.2f} / "
+                  f"{trial['feature_memory_bytes_together'][way] / gib:5.2f} GiB")
         parquet = f" (parquet {trial['concurrent_memory_ratio_parquet']})" \
             if "load_speedup" in trial else ""
         print(f"  peak_over_used {trial['peak_over_used']}, concurrent_memory_ratio "
               f"{trial['concurrent_memory_ratio']}{parquet}, of the rows alone "
-              f"{trial['concurrent_feature_memory_ratio']}; before loading, each process "
-              f"holds {trial['process_pss_bytes_idle']['arrays'] / gib:.2f} GiB, so no "
-              f"layout of the rows could give less than "
-              f"{trial['concurrent_memory_ratio_floor']}")
+              f"{trial['concurrent_feature_memory_ratio']}; before loading, 1 / {trials} "
+              f"processes hold {trial['memory_bytes_idle']['arrays'] / gib:.2f} / "
+              f"{trial['memory_bytes_idle_together']['arrays'] / gib:.2f} GiB (interpreter, "
+              f"libraries), so rows held once and adding nothing else would give "
+              f"{trial['concurrent_memory_ratio_rows_once']}")
     print(f"load_speedup {figures['load_speedup']}× (page cache), "
           f"{figures['load_speedup_cold']}× from disk (parquet "
           f"{figures['load_s_cold']['parquet']:.2f} s, arrays "
@@ -220,17 +216,27 @@ def _print(figures: dict[str, Any]) -> None:
     for way, outcome in figures.get("within_memory_limit", {}).items():
         print(f"  in {figures['memory_limit_bytes'] / gib:.2f} GiB of memory, {way}: "
               + (f"held its rows after {outcome['seconds']:.2f} s" if outcome["completed"]
-                 else f"killed (exit code {outcome['exit_code']})"))
+                 else _ended(outcome)))
     trained = figures.get("training_within_request")
     if trained is not None:
         print(f"  in {trained['memory_request_bytes'] / gib:.2f} GiB of memory (what Ray "
-              f"reserves for it), one epoch of {trained['model']} on STFT versions "
-              f"{trained['train_versions']} ({trained['features_bytes'] / gib:.2f} GiB of "
-              f"features): " + (f"trained on {trained['train_rows']} rows in "
-                                f"{trained['seconds']:.0f} s, peak RSS "
-                                f"{trained['peak_rss_bytes'] / gib:.2f} GiB"
-                                if trained["completed"]
-                                else f"killed (exit code {trained['exit_code']})"))
+              f"reserves for the trial), {trained['model']} trained on STFT versions "
+              f"{trained['train_versions']}: " + (
+                  f"one epoch of {trained['train_rows']} rows, its data, standardizer and "
+                  f"scoring in {trained['seconds']:.0f} s, reading "
+                  f"{trained['features_read_bytes'] / gib:.2f} GiB of features; the group's "
+                  f"peak {_gib(trained['cgroup_peak_bytes'])}"
+                  if trained["completed"] else _ended(trained)))
+
+
+def _ended(outcome: dict[str, Any]) -> str:
+    code = outcome["exit_code"]
+    return f"killed by signal {-code}" if code is not None and code < 0 \
+        else f"failed (exit code {code})"
+
+
+def _gib(value: int | None) -> str:
+    return "not reported by this kernel" if value is None else f"{value / 2**30:.2f} GiB"
 
 
 # --- the synthetic cache -----------------------------------------------------------------------
@@ -296,27 +302,34 @@ def _size(directory: Path) -> int:
 
 @dataclass(frozen=True)
 class Holding:
-    """One process's figures after it loaded the rows, and its PSS before and while holding
-    them (read while every process of its group was at the same stage)."""
+    """One process's figures after it loaded the rows."""
 
     seconds: float
     rows: int
     used_bytes: int
     peak_growth: int
     private_growth: int
-    pss_idle: int = 0
-    pss: int = 0
+
+
+@dataclass(frozen=True)
+class Group:
+    """Processes that loaded their rows at once, and the memory they held together
+    (`_memory_of`) before loading and while holding the rows."""
+
+    holdings: list[Holding]
+    memory_idle: int
+    memory: int
 
     @property
-    def pss_growth(self) -> int:
-        """What holding the rows adds to the process's share of memory."""
-        return self.pss - self.pss_idle
+    def feature_memory(self) -> int:
+        """What holding the rows adds to the processes' memory."""
+        return self.memory - self.memory_idle
 
 
 def _hold(way: str, cache_path: Path, versions: Sequence[int], processes: int,
-          cold: bool = False) -> list[Holding]:
+          cold: bool = False) -> Group:
     """`processes` processes start, then load the rows at once the `way` asked and hold
-    them; their figures, with each one's PSS read when all are idle and when all hold.
+    them; their figures, and their memory when all are idle and when all hold.
     `cold`: the cache's files are dropped from the page cache first (read from disk)."""
     started = [subprocess.Popen(_holder_command(way, cache_path, versions),
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -324,50 +337,99 @@ def _hold(way: str, cache_path: Path, versions: Sequence[int], processes: int,
     try:
         for process in started:
             process.stdout.readline()  # imports done, nothing loaded
-        idle = [_pss(process.pid) for process in started]
+        idle = _memory_of([process.pid for process in started])
         if cold:
             _drop_page_cache(cache_path)
         for process in started:
             process.stdin.write("load\n")
             process.stdin.flush()
-        reports = [json.loads(process.stdout.readline()) for process in started]
-        return [Holding(**report, pss_idle=before, pss=_pss(process.pid))
-                for report, before, process in zip(reports, idle, started)]
+        reports = [Holding(**json.loads(process.stdout.readline())) for process in started]
+        return Group(reports, idle, _memory_of([process.pid for process in started]))
     finally:
         for process in started:
             process.communicate("\n", timeout=120)
 
 
+def _memory_of(pids: Sequence[int]) -> int:
+    """Bytes of physical memory the processes map: every resident page once, however many of
+    them map it. This is the sum of their PSS on a node where nothing else maps those pages
+    (PSS itself would hand part of each shared library page to this benchmark's own process,
+    which imports the same libraries). Where the kernel hides page frames (not root), the
+    sum of PSS."""
+    frames = [_resident_frames(pid) for pid in pids]
+    if any(len(frame) and not frame.any() for frame in frames):
+        return sum(_proc_bytes(Path(f"/proc/{pid}/smaps_rollup"), "Pss") for pid in pids)
+    return len(np.unique(np.concatenate(frames))) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _resident_frames(pid: int) -> np.ndarray:
+    """The page frame numbers of a process's resident pages (/proc/PID/pagemap: bit 63
+    present, bits 0-54 the frame; frames read as 0 without CAP_SYS_ADMIN)."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    frames = []
+    descriptor = os.open(f"/proc/{pid}/pagemap", os.O_RDONLY)
+    try:
+        for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
+            start, end = (int(bound, 16) for bound in line.split()[0].split("-"))
+            try:
+                entries = np.frombuffer(os.pread(descriptor, (end - start) // page * 8,
+                                                 start // page * 8), np.uint64)
+            except OSError:
+                continue  # an area the kernel does not describe ([vsyscall])
+            frames.append(entries[entries >> np.uint64(63) == 1] & np.uint64(2**55 - 1))
+    finally:
+        os.close(descriptor)
+    return np.concatenate(frames) if frames else np.zeros(0, np.uint64)
+
+
 def _confined(command: list[str], cache_path: Path, limit: int) -> dict[str, Any]:
     """One measured process (`hold` or `train_one_epoch`) inside a memory cgroup of `limit`
     bytes, the cache's pages dropped from the page cache first (pages count against the group
-    that reads them in): whether it did its work or was killed, and the seconds it took."""
+    that reads them in): whether it did its work or was killed, the seconds it took, and the
+    group's peak memory. A process still at work after CONFINED_TIMEOUT_S is killed."""
     procs = _memory_cgroup(f"ser-ray-bench-scale-{os.getpid()}-{uuid.uuid4().hex[:8]}", limit)
-    _drop_page_cache(cache_path)
-    process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                               text=True, preexec_fn=lambda: procs.write_text(str(os.getpid())))
-    report = ""
+    process: subprocess.Popen[str] | None = None
+    report, peak = "", None
     try:
-        process.stdout.readline()
-        process.stdin.write("load\n")
-        process.stdin.flush()
-        report = process.stdout.readline()
-    except BrokenPipeError:
-        pass  # killed before it was told to start
-    finally:
+        _drop_page_cache(cache_path)
+        process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                   text=True,
+                                   preexec_fn=lambda: procs.write_text(str(os.getpid())))
+        watchdog = threading.Timer(CONFINED_TIMEOUT_S, process.kill)
+        watchdog.start()
         try:
-            process.communicate("\n", timeout=300)
+            process.stdout.readline()
+            process.stdin.write("load\n")
+            process.stdin.flush()
+            report = process.stdout.readline()
+            process.communicate("\n")
         except (BrokenPipeError, ValueError):
-            process.wait(timeout=300)
+            pass  # killed before it was told to start or to stop
+        finally:
+            watchdog.cancel()
+    finally:
+        if process is not None:
+            process.kill()
+            process.wait()
+        peak = _cgroup_peak(procs.parent)
         procs.parent.rmdir()
-    return {"completed": bool(report), "exit_code": process.returncode,
+    return {"completed": bool(report), "exit_code": process.returncode if process else None,
+            "cgroup_peak_bytes": peak,
             **(json.loads(report) if report else {"seconds": None})}
+
+
+def _cgroup_peak(group: Path) -> int | None:
+    """The most memory the cgroup held (v1, or v2 from Linux 5.19)."""
+    for name in ("memory.peak", "memory.max_usage_in_bytes"):
+        if (group / name).is_file():
+            return int((group / name).read_text())
+    return None
 
 
 def _train_confined(cache_path: Path, versions: Sequence[int], augmentations: Sequence[str]
                     ) -> dict[str, Any]:
     """One epoch of a real trial on the cache inside a memory cgroup of the memory Ray
-    reserves for it (`estimate_memory`), with the bytes of the features it reads."""
+    reserves for it (`estimate_memory`)."""
     from ser_ray.train.memory import estimate_memory
 
     with tempfile.TemporaryDirectory(prefix="ser-ray-bench-scale-") as directory:
@@ -380,7 +442,6 @@ def _train_confined(cache_path: Path, versions: Sequence[int], augmentations: Se
                             cache_path, request)
     return {"model": CONFINED_MODEL, "train_versions": list(job.train.train_versions or ()),
             "test_version": job.train.test_version, "memory_request_bytes": request,
-            "features_bytes": _slab_bytes(cache_path, job.train.train_versions or ()),
             **outcome}
 
 
@@ -415,12 +476,6 @@ def _confined_job(cache_path: Path, versions: Sequence[int], augmentations: Sequ
                           train_versions=tuple(versions[-CONFINED_TRAIN_VERSIONS:]),
                           augmentations=tuple(augmentations),
                           eval_batch_size=CONFINED_EVAL_BATCH))
-
-
-def _slab_bytes(cache_path: Path, versions: Sequence[int]) -> int:
-    """Bytes of the slabs of these STFT versions (every copy)."""
-    return sum((cache_path / "arrays" / slab["file"]).stat().st_size
-               for slab in slab_table(cache_path) if slab["stft_version"] in versions)
 
 
 def _memory_cgroup(name: str, limit: int) -> Path:
@@ -480,15 +535,15 @@ def hold(way: str, cache_path: str, versions: list[int]) -> None:
                      used_bytes=len(rows) * int(np.prod(FEATURE_SHAPE)) * 4,
                      peak_growth=_status_bytes("VmHWM") - before,
                      private_growth=_status_bytes("RssAnon") - anonymous_before)
-    print(json.dumps({name: value for name, value in asdict(report).items()
-                      if not name.startswith("pss")}), flush=True)
+    print(json.dumps(asdict(report)), flush=True)
     sys.stdin.readline()
     del rows
 
 
 def train_one_epoch(job_file: str) -> None:
-    """Run in the measured process: say when idle, train one epoch of the job when told,
-    print its seconds and training rows as JSON, wait until told again."""
+    """Run in the measured process: say when idle; when told, build the job's data and
+    model and train one epoch (its scoring included); print the seconds, training rows and
+    feature bytes read as JSON; wait until told again."""
     from ser_ray.train.loop import LockstepRun
 
     _import_what_training_imports()
@@ -496,10 +551,14 @@ def train_one_epoch(job_file: str) -> None:
     print("idle", flush=True)
     sys.stdin.readline()
     start = time.perf_counter()
-    (record,) = LockstepRun(job).run_epoch()
+    run = LockstepRun(job)
+    (record,) = run.run_epoch()
+    splits = run.trainers[0].splits
+    read = len(splits.train.rows) + len(splits.test.rows)
     print(json.dumps({"seconds": time.perf_counter() - start,
                       "train_rows": record["train_rows"],
-                      "peak_rss_bytes": _status_bytes("VmHWM")}), flush=True)
+                      "features_read_bytes": read * int(np.prod(run.data.feature_shape)) * 4}),
+          flush=True)
     sys.stdin.readline()
 
 
@@ -521,10 +580,6 @@ def _array_rows(cache_path: Path, versions: Sequence[int]) -> Any:
 
 def _status_bytes(field: str) -> int:
     return _proc_bytes(Path("/proc/self/status"), field)
-
-
-def _pss(pid: int) -> int:
-    return _proc_bytes(Path(f"/proc/{pid}/smaps_rollup"), "Pss")
 
 
 def _proc_bytes(path: Path, field: str) -> int:

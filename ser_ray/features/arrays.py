@@ -200,6 +200,10 @@ class RowFeatures:
         """The rows at integer `positions`, copied straight from the slabs into `out` (a new
         array when None, else C-contiguous float32 of their shape): no other copy is made, so
         a caller that reuses `out` reads any number of rows without allocating."""
+        if positions.ndim != 1 or (positions.size and
+                                   not np.issubdtype(positions.dtype, np.integer)):
+            raise IndexError(f"gather takes one row number per row, not an array of "
+                             f"{positions.dtype} of shape {positions.shape}")
         shape = (len(positions), *self.feature_shape)
         if out is None:
             out = np.empty(shape, self.dtype)
@@ -230,10 +234,11 @@ def _check_places(slabs: Sequence[np.ndarray], slab: np.ndarray, slab_row: np.nd
     together); anything else is a damaged cache, refused rather than read clipped."""
     if not len(slab):
         return
-    if slab.min() < 0 or slab.max() >= len(slabs):
-        raise UserError(f"the cache's row table names slab {int(slab.max())} (or a negative "
-                        f"one) but has {len(slabs)} slabs: the arrays are damaged; delete "
-                        f"its arrays/ folder and request the features again")
+    named = slab[(slab < 0) | (slab >= len(slabs))]
+    if len(named):
+        raise UserError(f"the cache's row table names slab {int(named[0])} but it has "
+                        f"{len(slabs)} slabs: the arrays are damaged; delete its arrays/ "
+                        f"folder and request the features again")
     lengths = np.array([len(array) for array in slabs])
     if slab_row.min() < 0 or (slab_row >= lengths[slab]).any():
         raise UserError("the cache's row table places rows beyond the end of their slabs: "

@@ -244,8 +244,11 @@ def test_feature_moments_read_the_rows_in_chunks_into_two_buffers(
     copy = np.asarray(features)[rows].astype(np.float64)
     monkeypatch.setattr(data, "STANDARDIZER_CHUNK_BYTES", 4 * 3 * 5 * 8)  # 4 rows a chunk
     total, squares, count = data.feature_moments(features, rows)
-    np.testing.assert_allclose(total, copy.sum(axis=(0, 2)), rtol=1e-12)
-    np.testing.assert_allclose(squares, (copy ** 2).sum(axis=(0, 2)), rtol=1e-12)
+    # Equal to the bit to summing float64 copies of the same chunks (4 rows, then 2).
+    chunks = [copy[:4], copy[4:]]
+    np.testing.assert_array_equal(total, sum(chunk.sum(axis=(0, 2)) for chunk in chunks))
+    np.testing.assert_array_equal(squares,
+                                  sum((chunk ** 2).sum(axis=(0, 2)) for chunk in chunks))
     assert count == 6 * 5
 
 

@@ -37,15 +37,14 @@ def test_bench_scale_builds_a_pipeline_shaped_cache_once_and_reports_every_figur
                  "memory_bytes_one", "memory_bytes_together", "feature_memory_bytes_together",
                  "cache_bytes"):
         assert set(figures[name]) == {"parquet", "arrays"}, name
-    # The memory of a group is what it held idle plus what its rows added.
-    for way in ("parquet", "arrays"):
-        assert figures["memory_bytes_together"][way] == \
-            figures["memory_bytes_idle_together"][way] + \
-            figures["feature_memory_bytes_together"][way]
+    # Every row's pages are mapped once the standardizer's pass has read them, and only the
+    # Parquet way holds a copy per process.
+    assert figures["feature_memory_bytes_one"]["arrays"] >= 0.9 * figures["used_bytes"]
+    assert figures["concurrent_feature_memory_ratio_parquet"] > \
+        figures["concurrent_feature_memory_ratio"]
     # Two idle processes share their libraries' pages: less than twice one, more than one.
     idle = figures["memory_bytes_idle"]["arrays"]
     assert idle < figures["memory_bytes_idle_together"]["arrays"] < 2 * idle
-    assert 1 < figures["concurrent_memory_ratio_rows_once"] < 2
     every_version = figures["stft_augmentation"]
     assert every_version["stft_versions_read"] == [2, 3]
     assert every_version["rows_used"] == 2 * figures["rows_used"]

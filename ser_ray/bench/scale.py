@@ -22,11 +22,13 @@ Figures: load time, with the cache's files in the page cache (as for every trial
 first on a node) and read from disk; the process's peak memory growth while loading (peak
 RSS less the RSS before; it counts the shared pages of the arrays it touched, so it bounds
 its private memory from above, which is reported apart as the anonymous memory it keeps) over
-the bytes of the rows it uses; the total memory (sum of PSS) of T processes holding their rows
-over that of one (`concurrent_memory_ratio`, whole processes: each process's own interpreter,
-torch and pandas, about 0.25 GiB that no data layout shares, included; the least any layout
-could give, `concurrent_memory_ratio_floor`, counts the rows once beside T of them), and the
-same for what holding the rows adds (`concurrent_feature_memory_ratio`).
+the bytes of the rows it uses; the memory of T processes holding their rows over that of one
+(`concurrent_memory_ratio`), as whole processes: memory is every page a group of processes
+maps, counted once (`_memory_of`), so each process's own interpreter and libraries (about
+0.3 GiB, some of it shared between them) are in it; the same for what holding the rows adds
+(`concurrent_feature_memory_ratio`); and what the ratio would be if the rows were held once
+and added nothing else (`concurrent_memory_ratio_rows_once`): how far the measured ratio is
+from what any layout of the rows could reach beside T interpreters.
 
 `--memory-limit` also runs, each in a memory cgroup with the cache's pages dropped first:
 both ways of loading, in a cgroup of that size; and one epoch of a real trial (the training
@@ -37,6 +39,7 @@ page in and out on demand.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import statistics
@@ -78,6 +81,8 @@ CONFINED_EVAL_BATCH = 64
 SYNTHETIC_LABELS = ("angry", "happy", "neutral", "sad")
 SYNTHETIC_SESSIONS = 5
 CONFINED_TIMEOUT_S = 3600
+PAGES_MAPPED = "pages mapped"
+PAGEMAP_CHUNK = 2**20
 
 
 @dataclass(frozen=True)
@@ -107,6 +112,7 @@ def bench_scale(utterances: int, versions: Sequence[int], augmentations: Sequenc
     figures: dict[str, Any] = {
         "utterances": utterances, "versions": list(versions),
         "augmentations": list(augmentations), "trials": trials,
+        "memory_measure": memory_measure(),
         "cache_bytes": {"parquet": _size(feature_cache.data_dir),
                         "arrays": _size(feature_cache.path / "arrays")},
         **_measure(one_version, feature_cache.path, trials, cold=True),
@@ -185,7 +191,8 @@ def _ratio(together: Group, one: Group, figure: str) -> float:
 def _print(figures: dict[str, Any]) -> None:
     gib = 2**30
     print(f"cache: Parquet {figures['cache_bytes']['parquet'] / gib:.2f} GiB, arrays "
-          f"{figures['cache_bytes']['arrays'] / gib:.2f} GiB")
+          f"{figures['cache_bytes']['arrays'] / gib:.2f} GiB; memory counted as "
+          f"{figures['memory_measure']}")
     trials = figures["trials"]
     for trial in (figures, figures["stft_augmentation"]):
         if trial is None:
@@ -224,8 +231,8 @@ def _print(figures: dict[str, Any]) -> None:
               f"{trained['train_versions']}: " + (
                   f"one epoch of {trained['train_rows']} rows, its data, standardizer and "
                   f"scoring in {trained['seconds']:.0f} s, reading "
-                  f"{trained['features_read_bytes'] / gib:.2f} GiB of features; the group's "
-                  f"peak {_gib(trained['cgroup_peak_bytes'])}"
+                  f"{trained['features_read_bytes'] / gib:.2f} GiB of features; the most "
+                  f"the cgroup held: {_gib(trained['cgroup_peak_bytes'])}"
                   if trained["completed"] else _ended(trained)))
 
 
@@ -354,32 +361,45 @@ def _memory_of(pids: Sequence[int]) -> int:
     """Bytes of physical memory the processes map: every resident page once, however many of
     them map it. This is the sum of their PSS on a node where nothing else maps those pages
     (PSS itself would hand part of each shared library page to this benchmark's own process,
-    which imports the same libraries). Where the kernel hides page frames (not root), the
-    sum of PSS."""
-    frames = [_resident_frames(pid) for pid in pids]
-    if any(len(frame) and not frame.any() for frame in frames):
+    which imports the same libraries). Where the kernel hides page frames (`memory_measure`),
+    the sum of PSS."""
+    if memory_measure() != PAGES_MAPPED:
         return sum(_proc_bytes(Path(f"/proc/{pid}/smaps_rollup"), "Pss") for pid in pids)
-    return len(np.unique(np.concatenate(frames))) * os.sysconf("SC_PAGE_SIZE")
+    return len(np.unique(np.concatenate([_resident_frames(pid) for pid in pids]))) \
+        * os.sysconf("SC_PAGE_SIZE")
+
+
+@functools.cache
+def memory_measure() -> str:
+    """PAGES_MAPPED where this process may read page frames (root), else "sum of PSS"."""
+    try:
+        return PAGES_MAPPED if _resident_frames(os.getpid()).any() else "sum of PSS"
+    except PermissionError:
+        return "sum of PSS"
 
 
 def _resident_frames(pid: int) -> np.ndarray:
-    """The page frame numbers of a process's resident pages (/proc/PID/pagemap: bit 63
-    present, bits 0-54 the frame; frames read as 0 without CAP_SYS_ADMIN)."""
+    """The page frame numbers of a process's resident pages (/proc/PID/pagemap: one 8-byte
+    entry per page of each mapped area, bit 63 present, bits 0-54 the frame; frames read as
+    0 without CAP_SYS_ADMIN). Areas are read PAGEMAP_CHUNK entries at a time; an area the
+    kernel does not describe ([vsyscall]) reads as nothing."""
     page = os.sysconf("SC_PAGE_SIZE")
     frames = []
     descriptor = os.open(f"/proc/{pid}/pagemap", os.O_RDONLY)
     try:
         for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
-            start, end = (int(bound, 16) for bound in line.split()[0].split("-"))
-            try:
-                entries = np.frombuffer(os.pread(descriptor, (end - start) // page * 8,
-                                                 start // page * 8), np.uint64)
-            except OSError:
-                continue  # an area the kernel does not describe ([vsyscall])
-            frames.append(entries[entries >> np.uint64(63) == 1] & np.uint64(2**55 - 1))
+            start, end = (int(bound, 16) // page for bound in line.split()[0].split("-"))
+            for first in range(start, end, PAGEMAP_CHUNK):
+                wanted = min(PAGEMAP_CHUNK, end - first)
+                entries = np.frombuffer(os.pread(descriptor, wanted * 8, first * 8), np.uint64)
+                frames.append(entries[entries >> np.uint64(63) == 1] & np.uint64(2**55 - 1))
+                if len(entries) < wanted:
+                    break
     finally:
         os.close(descriptor)
-    return np.concatenate(frames) if frames else np.zeros(0, np.uint64)
+    if not frames:
+        raise RuntimeError(f"process {pid} maps no pages (has it ended?)")
+    return np.concatenate(frames)
 
 
 def _confined(command: list[str], cache_path: Path, limit: int) -> dict[str, Any]:
@@ -411,8 +431,10 @@ def _confined(command: list[str], cache_path: Path, limit: int) -> dict[str, Any
         if process is not None:
             process.kill()
             process.wait()
-        peak = _cgroup_peak(procs.parent)
-        procs.parent.rmdir()
+        try:
+            peak = _cgroup_peak(procs.parent)
+        finally:
+            procs.parent.rmdir()
     return {"completed": bool(report), "exit_code": process.returncode if process else None,
             "cgroup_peak_bytes": peak,
             **(json.loads(report) if report else {"seconds": None})}
@@ -554,7 +576,8 @@ def train_one_epoch(job_file: str) -> None:
     run = LockstepRun(job)
     (record,) = run.run_epoch()
     splits = run.trainers[0].splits
-    read = len(splits.train.rows) + len(splits.test.rows)
+    read = sum(len(split.rows) for split in (splits.train, splits.test, splits.validation)
+               if split is not None)
     print(json.dumps({"seconds": time.perf_counter() - start,
                       "train_rows": record["train_rows"],
                       "features_read_bytes": read * int(np.prod(run.data.feature_shape)) * 4}),

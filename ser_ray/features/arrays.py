@@ -200,8 +200,7 @@ class RowFeatures:
         """The rows at integer `positions`, copied straight from the slabs into `out` (a new
         array when None, else C-contiguous float32 of their shape): no other copy is made, so
         a caller that reuses `out` reads any number of rows without allocating."""
-        if positions.ndim != 1 or (positions.size and
-                                   not np.issubdtype(positions.dtype, np.integer)):
+        if positions.ndim != 1 or not np.issubdtype(positions.dtype, np.integer):
             raise IndexError(f"gather takes one row number per row, not an array of "
                              f"{positions.dtype} of shape {positions.shape}")
         shape = (len(positions), *self.feature_shape)

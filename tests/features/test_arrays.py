@@ -260,6 +260,9 @@ def test_gathered_rows_go_straight_into_the_buffer_given_or_are_refused() -> Non
     assert buffer.tolist() == [[-1, -1], [10, 11], [4, 5]]
     with pytest.raises(ValueError, match="C-contiguous float32 of shape"):
         rows.gather(np.array([0, 1]), out=buffer)
+    for not_row_numbers in (np.array([True, False, True, False]), np.array([[0, 1]])):
+        with pytest.raises(IndexError, match="one row number per row"):
+            rows.gather(not_row_numbers)
     with pytest.raises(UserError, match="beyond the end of their slabs"):
         RowFeatures(slabs, np.array([0, 1]), np.array([6, 0]), (2,))
     with pytest.raises(UserError, match="names slab 2"):

@@ -543,46 +543,54 @@ def _import_what_training_imports() -> None:
 
 
 def hold(way: str, cache_path: str, versions: list[int]) -> None:
-    """Run in the measured process: say when idle, load when told, print the figures as
-    JSON, hold until told again."""
+    """Run in the measured process: load the rows the `way` asked when told, and report."""
     _import_what_training_imports()
-    print("idle", flush=True)
-    sys.stdin.readline()
-    before, anonymous_before = _status_bytes("VmRSS"), _status_bytes("RssAnon")
-    start = time.perf_counter()
-    rows = _parquet_rows(Path(cache_path), versions) if way == "parquet" \
-        else _array_rows(Path(cache_path), versions)
-    seconds = time.perf_counter() - start
-    report = Holding(seconds=seconds, rows=len(rows),
-                     used_bytes=len(rows) * int(np.prod(FEATURE_SHAPE)) * 4,
-                     peak_growth=_status_bytes("VmHWM") - before,
-                     private_growth=_status_bytes("RssAnon") - anonymous_before)
-    print(json.dumps(asdict(report)), flush=True)
-    sys.stdin.readline()
-    del rows
+
+    def load() -> tuple[dict[str, Any], Any]:
+        before, anonymous_before = _status_bytes("VmRSS"), _status_bytes("RssAnon")
+        start = time.perf_counter()
+        rows = _parquet_rows(Path(cache_path), versions) if way == "parquet" \
+            else _array_rows(Path(cache_path), versions)
+        report = Holding(seconds=time.perf_counter() - start, rows=len(rows),
+                         used_bytes=len(rows) * int(np.prod(FEATURE_SHAPE)) * 4,
+                         peak_growth=_status_bytes("VmHWM") - before,
+                         private_growth=_status_bytes("RssAnon") - anonymous_before)
+        return asdict(report), rows
+
+    _when_told(load)
 
 
 def train_one_epoch(job_file: str) -> None:
-    """Run in the measured process: say when idle; when told, build the job's data and
-    model and train one epoch (its scoring included); print the seconds, training rows and
-    feature bytes read as JSON; wait until told again."""
+    """Run in the measured process: when told, build the job's data and model and train one
+    epoch (its scoring included); report the seconds, training rows and feature bytes read."""
     from ser_ray.train.loop import LockstepRun
 
     _import_what_training_imports()
     job = TrainJob.model_validate_json(Path(job_file).read_text())
+
+    def train() -> tuple[dict[str, Any], Any]:
+        start = time.perf_counter()
+        run = LockstepRun(job)
+        (record,) = run.run_epoch()
+        splits = run.trainers[0].splits
+        read = sum(len(split.rows) for split in (splits.train, splits.test, splits.validation)
+                   if split is not None)
+        return {"seconds": time.perf_counter() - start, "train_rows": record["train_rows"],
+                "features_read_bytes": read * int(np.prod(run.data.feature_shape)) * 4}, run
+
+    _when_told(train)
+
+
+def _when_told(work: Callable[[], tuple[dict[str, Any], Any]]) -> None:
+    """The measured process's side of `_hold` and `_confined`: say when idle, do the work
+    when told, print its figures as JSON, and keep what it returned alive until told again
+    (so that the memory read meanwhile is the memory holding it)."""
     print("idle", flush=True)
     sys.stdin.readline()
-    start = time.perf_counter()
-    run = LockstepRun(job)
-    (record,) = run.run_epoch()
-    splits = run.trainers[0].splits
-    read = sum(len(split.rows) for split in (splits.train, splits.test, splits.validation)
-               if split is not None)
-    print(json.dumps({"seconds": time.perf_counter() - start,
-                      "train_rows": record["train_rows"],
-                      "features_read_bytes": read * int(np.prod(run.data.feature_shape)) * 4}),
-          flush=True)
+    figures, held = work()
+    print(json.dumps(figures), flush=True)
     sys.stdin.readline()
+    del held
 
 
 def _parquet_rows(cache_path: Path, versions: Sequence[int]) -> np.ndarray:

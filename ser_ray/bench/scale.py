@@ -260,6 +260,7 @@ def synthetic_cache(cache_root: Path, utterances: int, versions: Sequence[int],
     cache_root.mkdir(parents=True, exist_ok=True)
     found = cache.find_complete(cache_root, key)
     if found is not None:
+        write_arrays(found.path, FEATURE_SHAPE)  # a cache written before its current layout
         return found, False
     staging = cache.staging_dir(cache_root, key)
     copies = [ORIGINAL, *augmentations]

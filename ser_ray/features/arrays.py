@@ -9,24 +9,29 @@ one copy per node whatever the number of trials; a feature set larger than memor
 demand.
 
 Layout of `<cache>/arrays/`:
-    rows.parquet   one row per feature row: the id columns of `data/` plus `slab` (index into
-                   slabs.json) and `slab_row` (row within that slab's array)
+    rows.arrow     one row per feature row: the id columns of `data/` plus `slab` (index into
+                   slabs.json) and `slab_row` (row within that slab's array); an uncompressed
+                   Arrow IPC file, memory-mapped too, so that selecting rows decodes nothing
+                   and leaves no reader buffers behind in each trial
     slabs.json     [{"file", "stft_version", "augmentation", "rows"}], one per slab
     slab-NNN.npy   float32 (rows, *feature_shape); rows ordered by (source_utterance_id,
                    utterance_id, segment_index)
 
-The directory appears by rename once complete, so a reader never sees half of it.
+The directory appears by rename once complete, so a reader never sees half of it. Arrays
+written when the row table was `rows.parquet` get `rows.arrow` beside it on the cache's next
+request (the Parquet row table stays, for earlier ser-ray versions reading the same cache).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -37,7 +42,8 @@ from ser_ray.errors import UserError
 from ser_ray.features.cache import DATA_DIR
 
 ARRAYS_DIR = "arrays"
-ROWS_FILE = "rows.parquet"
+ROWS_FILE = "rows.arrow"
+PARQUET_ROWS_FILE = "rows.parquet"
 SLABS_FILE = "slabs.json"
 ID_SCHEMA = pa.schema([("utterance_id", pa.string()), ("source_utterance_id", pa.string()),
                        ("augmentation", pa.string()), ("stft_version", pa.int32()),
@@ -46,10 +52,18 @@ SLAB_ORDER = ("source_utterance_id", "utterance_id", "segment_index")
 
 
 def write_arrays(cache_dir: Path, feature_shape: Sequence[int]) -> Path:
-    """Slabs of every (STFT version, augmentation) of the Parquet rows in `cache_dir/data`,
-    written one Parquet file at a time (memory: about twice one file's features), moved into
-    place last."""
+    """The arrays of the Parquet rows in `cache_dir/data`, unless the cache has them: slabs of
+    every (STFT version, augmentation), written one Parquet file at a time (memory: about
+    twice one file's features), moved into place last. Arrays whose row table is Parquet only
+    get `rows.arrow`. Raises UserError for damaged arrays, or arrays it cannot complete."""
     final = cache_dir / ARRAYS_DIR
+    state = arrays_state(cache_dir)
+    if state == "parquet row table":
+        _row_table_from_parquet(final)
+    elif state == "damaged":
+        raise _damaged(cache_dir)
+    if state != "absent":
+        return final
     staging = cache_dir / f".{ARRAYS_DIR}-{uuid.uuid4().hex[:8]}"
     staging.mkdir()
     try:
@@ -65,16 +79,37 @@ def write_arrays(cache_dir: Path, feature_shape: Sequence[int]) -> Path:
         for array in arrays:
             array.flush()
         del arrays
-        pq.write_table(index.drop_columns(["file", "file_row"]), staging / ROWS_FILE)
+        _write_row_table(index.drop_columns(["file", "file_row"]), staging / ROWS_FILE)
         (staging / SLABS_FILE).write_text(json.dumps(slabs, indent=2))
         staging.rename(final)
     except BaseException as error:
         shutil.rmtree(staging, ignore_errors=True)
         # A rename that failed because another process wrote the same arrays first is no
         # failure; an interrupt always is.
-        if not (isinstance(error, OSError) and (final / SLABS_FILE).is_file()):
+        if not (isinstance(error, OSError) and has_arrays(cache_dir)):
             raise
     return final
+
+
+def _write_row_table(table: pa.Table, path: Path) -> None:
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+
+
+def _row_table_from_parquet(directory: Path) -> None:
+    """`rows.arrow` from the `rows.parquet` of arrays written before; it appears by rename,
+    so concurrent readers and converters see it whole or not at all."""
+    staging = directory / f".{ROWS_FILE}-{uuid.uuid4().hex[:8]}"
+    try:
+        _write_row_table(pq.read_table(directory / PARQUET_ROWS_FILE), staging)
+        os.replace(staging, directory / ROWS_FILE)
+    except OSError as error:
+        raise UserError(f"the feature cache {directory.parent} has arrays from before "
+                        f"{ROWS_FILE}, and {ROWS_FILE} cannot be written beside them ({error}); "
+                        f"run the same `ser-ray features` command once where the cache is "
+                        f"writable") from error
+    finally:
+        staging.unlink(missing_ok=True)
 
 
 def _slab_index(files: Sequence[Path]) -> pa.Table:
@@ -137,27 +172,57 @@ class CacheArrays:
     feature_shape: tuple[int, ...]
 
 
+ArraysState = Literal["complete", "absent", "parquet row table", "damaged"]
+
+
+def arrays_state(cache_dir: Path) -> ArraysState:
+    """Whether a cache's arrays are complete, absent (written before caches carried them),
+    written when their row table was Parquet, or damaged (the folder only appears complete,
+    by rename, so anything else was altered after)."""
+    directory = cache_dir / ARRAYS_DIR
+    if (directory / SLABS_FILE).is_file() and (directory / ROWS_FILE).is_file():
+        return "complete"
+    if not directory.exists():
+        return "absent"
+    if (directory / SLABS_FILE).is_file() and (directory / PARQUET_ROWS_FILE).is_file():
+        return "parquet row table"
+    # The folder may have been renamed into place since it was found missing above.
+    return "complete" if has_arrays(cache_dir) else "damaged"
+
+
 def has_arrays(cache_dir: Path) -> bool:
-    return (cache_dir / ARRAYS_DIR / SLABS_FILE).is_file()
+    return all((cache_dir / ARRAYS_DIR / name).is_file() for name in (SLABS_FILE, ROWS_FILE))
 
 
 def slab_table(cache_dir: Path) -> list[dict[str, Any]]:
-    """The slabs of a cache (slabs.json). Raises UserError for a cache written before caches
-    carried arrays."""
-    if not has_arrays(cache_dir):
-        raise UserError(f"the feature cache {cache_dir} has no {ARRAYS_DIR}/ (it was written "
-                        f"before ser-ray kept load-optimised arrays in its caches); run the "
-                        f"same `ser-ray features` command or study again: it adds them to "
-                        f"the cache without recomputing any feature")
+    """The slabs of a cache (slabs.json). Raises UserError for a cache whose arrays are not
+    complete, saying what to do."""
+    state = arrays_state(cache_dir)
+    if state == "damaged":
+        raise _damaged(cache_dir)
+    if state != "complete":
+        found = f"it has no {ARRAYS_DIR}/" if state == "absent" else \
+            f"its {ARRAYS_DIR}/ holds {PARQUET_ROWS_FILE}, not {ROWS_FILE}"
+        raise UserError(f"the feature cache {cache_dir} is older than this ser-ray's "
+                        f"load-optimised arrays ({found}); run the same `ser-ray features` "
+                        f"command or study again: it completes the cache without recomputing "
+                        f"any feature")
     return json.loads((cache_dir / ARRAYS_DIR / SLABS_FILE).read_text())
 
 
+def _damaged(cache_dir: Path) -> UserError:
+    return UserError(f"the feature cache {cache_dir} has an incomplete {ARRAYS_DIR}/ folder "
+                     f"(it needs {SLABS_FILE} and {ROWS_FILE}): delete that folder and "
+                     f"request the features again")
+
+
 def open_arrays(cache_dir: Path, feature_shape: Sequence[int]) -> CacheArrays:
-    """Raises UserError for a cache written before it carried arrays."""
+    """Raises UserError for a cache whose arrays are not complete (`slab_table`)."""
     directory = cache_dir / ARRAYS_DIR
     mapped = tuple(np.load(directory / slab["file"], mmap_mode="r")
                    for slab in slab_table(cache_dir))
-    return CacheArrays(pq.read_table(directory / ROWS_FILE), mapped, tuple(feature_shape))
+    rows = pa.ipc.open_file(pa.memory_map(str(directory / ROWS_FILE))).read_all()
+    return CacheArrays(rows, mapped, tuple(feature_shape))
 
 
 class RowFeatures:
@@ -229,7 +294,7 @@ class RowFeatures:
 
 
 def _check_places(slabs: Sequence[np.ndarray], slab: np.ndarray, slab_row: np.ndarray) -> None:
-    """Every row's place names a slab and a row inside it (rows.parquet and the slabs written
+    """Every row's place names a slab and a row inside it (the row table and the slabs written
     together); anything else is a damaged cache, refused rather than read clipped."""
     if not len(slab):
         return

@@ -41,7 +41,7 @@ import torch
 from ser_ray.corpus.manifest import read_manifest
 from ser_ray.errors import UserError
 from ser_ray.features import cache
-from ser_ray.features.arrays import has_arrays, write_arrays
+from ser_ray.features.arrays import write_arrays
 from ser_ray.features.audio import BadAudio, load_waveform
 from ser_ray.features.augment import AugmentationSpec, apply_augmentation
 from ser_ray.features.leakage import ORIGINAL, derived_utterance_id
@@ -339,12 +339,8 @@ class FeatureRequest:
     key: str
 
     def published(self) -> cache.FeatureCache | None:
-        """The complete cache of this request, if one was published already (given its
-        arrays here if it was published before caches carried them)."""
-        hit = cache.find_complete(self.cache_root, self.key)
-        if hit is not None and not has_arrays(hit.path):
-            write_arrays(hit.path, hit.metadata["feature_shape"])
-        return hit
+        """The complete cache of this request, if one was published already."""
+        return _with_arrays(cache.find_complete(self.cache_root, self.key))
 
     def earlier_unpublished(self, path: Path | None) -> cache.FeatureCache | None:
         """The run-private cache at `path` (an earlier run's of the same study), if it
@@ -353,7 +349,7 @@ class FeatureRequest:
                 or not (path / cache.METADATA_FILE).is_file():
             return None
         found = cache.open_cache(path)
-        return found if found.metadata.get("key") == self.key else None
+        return _with_arrays(found) if found.metadata.get("key") == self.key else None
 
     def stage(self, device: Device = "cpu", batch_size: int = 8) -> tuple[Path, Featurizer]:
         """A fresh staging directory and the featurizer that fills it (staging also clears
@@ -433,6 +429,14 @@ def build_features_here(manifest_path: Path, recipe: FeatureRecipe, cache_root: 
     staging, featurizer = wanted.stage(batch_size=batch_size)
     outcome = featurizer(wanted.manifest.loc[:, ["utterance_id", "path", "label"]])
     return wanted.publish(staging, gather_outcome([outcome])), False
+
+
+def _with_arrays(found: cache.FeatureCache | None) -> cache.FeatureCache | None:
+    """A published cache, its arrays completed if it was written before they had their
+    present layout (`write_arrays` does nothing for complete ones)."""
+    if found is not None:
+        write_arrays(found.path, found.metadata["feature_shape"])
+    return found
 
 
 def _refuse_parts_out_of_sight(outcome: Outcome, staging: Path) -> None:

@@ -14,13 +14,23 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
+import pyarrow.parquet as pq
 import pytest
 
 from ser_ray.errors import UserError
 from ser_ray.experiment import TrainConfig
 from ser_ray.features import load_features, parse_augmentation, parse_recipe
-from ser_ray.features.arrays import ARRAYS_DIR, RowFeatures, has_arrays, write_arrays
-from ser_ray.features.featurize import build_features_here, feature_request
+from ser_ray.features.arrays import (
+    ARRAYS_DIR,
+    PARQUET_ROWS_FILE,
+    ROWS_FILE,
+    RowFeatures,
+    has_arrays,
+    open_arrays,
+    write_arrays,
+)
+from ser_ray.features.cache import UNSHARED_PREFIX, open_cache
+from ser_ray.features.featurize import FeatureRequest, build_features_here, feature_request
 from ser_ray.features.loader import ROW_ORDER
 from ser_ray.train import ModelChoice, TrainJob, train_folds
 from ser_ray.train.data import FoldData, Split, Standardizer, standardizer_chunk_rows
@@ -131,23 +141,80 @@ def _mapped_slabs(pid: int) -> set[tuple[str, str]]:
     return found
 
 
-def test_a_cache_from_before_the_arrays_is_refused_then_completed_without_recomputing(
-        tiny_study, tmp_path: Path) -> None:
-    old_root = tmp_path / "cache"
-    old = old_root / tiny_study.cache.name
-    shutil.copytree(tiny_study.cache, old)
-    shutil.rmtree(old / ARRAYS_DIR)
-    with pytest.raises(UserError, match="has no arrays/.*without recomputing"):
-        load_features(old)
+def _without_arrays(cache_dir: Path) -> None:
+    shutil.rmtree(cache_dir / ARRAYS_DIR)
+
+
+def _with_parquet_row_table(cache_dir: Path) -> None:
+    """The arrays as written when their row table was Parquet."""
+    rows = cache_dir / ARRAYS_DIR / ROWS_FILE
+    pq.write_table(pa.ipc.open_file(rows).read_all(), cache_dir / ARRAYS_DIR / PARQUET_ROWS_FILE)
+    rows.unlink()
+
+
+def _noise_request(manifest: Path, cache_root: Path) -> FeatureRequest:
+    """The request `tiny_study`'s cache answers."""
     recipe = parse_recipe({"kind": "logmel", "versions": [2, 8], "duration_s": 2.0})
-    request = feature_request(tiny_study.selected_manifest, recipe, old_root,
-                              [parse_augmentation(NOISE)])
+    return feature_request(manifest, recipe, cache_root, [parse_augmentation(NOISE)])
+
+
+@pytest.mark.parametrize("unshared", [False, True], ids=["published", "run-private"])
+@pytest.mark.parametrize(("make_old", "refusal"), [
+    (_without_arrays, "has no arrays/"),
+    (_with_parquet_row_table, "holds rows.parquet, not rows.arrow"),
+])
+def test_a_cache_from_before_the_arrays_is_refused_then_completed_without_recomputing(
+        tiny_study, tmp_path: Path, make_old, refusal: str, unshared: bool) -> None:
+    old_root = tmp_path / "cache"
+    old = old_root / (f"{UNSHARED_PREFIX}{tiny_study.cache.name}" if unshared
+                      else tiny_study.cache.name)
+    shutil.copytree(tiny_study.cache, old)
+    make_old(old)
+    with pytest.raises(UserError, match=f"{refusal}.*without recomputing"):
+        load_features(old)
+    request = _noise_request(tiny_study.selected_manifest, old_root)
     parquet_before = sorted(path.stat().st_mtime_ns for path in (old / "data").iterdir())
-    assert request.published().path == old and has_arrays(old)
+    found = request.earlier_unpublished(old) if unshared else request.published()
+    assert found.path == old and has_arrays(old)
     assert sorted(path.stat().st_mtime_ns for path in (old / "data").iterdir()) == \
         parquet_before
-    np.testing.assert_array_equal(np.asarray(load_features(old).features),
+    kept = {PARQUET_ROWS_FILE} if make_old is _with_parquet_row_table else set()
+    assert {path.name for path in (old / ARRAYS_DIR).iterdir()} == \
+        {path.name for path in (tiny_study.cache / ARRAYS_DIR).iterdir()} | kept
+    completed, fresh = load_features(old), load_features(tiny_study.cache)
+    np.testing.assert_array_equal(np.asarray(completed.features), np.asarray(fresh.features))
+    np.testing.assert_array_equal(completed.utterance_ids, fresh.utterance_ids)
+
+
+def test_damaged_arrays_are_refused_with_what_to_do(tiny_study, tmp_path: Path) -> None:
+    damaged_root = tmp_path / "cache"
+    damaged = damaged_root / tiny_study.cache.name
+    shutil.copytree(tiny_study.cache, damaged)
+    (damaged / ARRAYS_DIR / ROWS_FILE).unlink()
+    with pytest.raises(UserError, match="incomplete arrays/ folder.*delete that folder"):
+        load_features(damaged)
+    with pytest.raises(UserError, match="incomplete arrays/ folder.*delete that folder"):
+        _noise_request(tiny_study.selected_manifest, damaged_root).published()
+    shutil.rmtree(damaged / ARRAYS_DIR)
+    _noise_request(tiny_study.selected_manifest, damaged_root).published()
+    np.testing.assert_array_equal(np.asarray(load_features(damaged).features),
                                   np.asarray(load_features(tiny_study.cache).features))
+
+
+def test_the_row_table_is_mapped_not_read_into_the_process(tiny_study) -> None:
+    """Its columns point into the file's mapping: nothing decoded, nothing copied."""
+    feature_shape = open_cache(tiny_study.cache).metadata["feature_shape"]
+    arrays = open_arrays(tiny_study.cache, feature_shape)
+    path = str(tiny_study.cache / ARRAYS_DIR / ROWS_FILE)
+    ranges = [tuple(int(bound, 16) for bound in line.split()[0].split("-"))
+              for line in Path("/proc/self/maps").read_text().splitlines()
+              if line.endswith(path)]
+    assert ranges
+    for name in ("slab_row", "utterance_id"):
+        (chunk,) = arrays.rows.column(name).chunks
+        data = chunk.buffers()[-1]
+        assert any(start <= data.address < end for start, end in ranges), name
+    assert arrays.rows.num_rows == len(load_features(tiny_study.cache))
 
 
 def test_training_on_the_arrays_gives_the_metrics_of_parquet_loaded_features(

@@ -24,6 +24,7 @@ request (the Parquet row table stays, for earlier ser-ray versions reading the s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -52,20 +53,31 @@ SLAB_ORDER = ("source_utterance_id", "utterance_id", "segment_index")
 
 
 def write_arrays(cache_dir: Path, feature_shape: Sequence[int]) -> Path:
-    """The arrays of the Parquet rows in `cache_dir/data`, unless the cache has them: slabs of
-    every (STFT version, augmentation), written one Parquet file at a time (memory: about
-    twice one file's features), moved into place last. Arrays whose row table is Parquet only
-    get `rows.arrow`. Raises UserError for damaged arrays, or arrays it cannot complete."""
-    final = cache_dir / ARRAYS_DIR
+    """The arrays of the Parquet rows in `cache_dir/data`, unless the cache has them; arrays
+    whose row table is Parquet only get `rows.arrow`. Raises UserError for damaged arrays, or
+    arrays that cannot be written where the cache is."""
     state = arrays_state(cache_dir)
+    if state == "damaged":
+        raise _damaged(f"it needs {SLABS_FILE} and {ROWS_FILE}", cache_dir)
     if state == "parquet row table":
-        _row_table_from_parquet(final)
-    elif state == "damaged":
-        raise _damaged(cache_dir)
-    if state != "absent":
-        return final
+        _row_table_from_parquet(cache_dir)
+    elif state == "absent" and not _build_arrays(cache_dir, feature_shape):
+        # Another process moved its arrays into place first; an older ser-ray's need the
+        # conversion above.
+        return write_arrays(cache_dir, feature_shape)
+    return cache_dir / ARRAYS_DIR
+
+
+def _build_arrays(cache_dir: Path, feature_shape: Sequence[int]) -> bool:
+    """Slabs of every (STFT version, augmentation), written one Parquet file at a time
+    (memory: about twice one file's features), moved into place last. False when another
+    process's arrays were moved into place first."""
+    final = cache_dir / ARRAYS_DIR
     staging = cache_dir / f".{ARRAYS_DIR}-{uuid.uuid4().hex[:8]}"
-    staging.mkdir()
+    try:
+        staging.mkdir()
+    except OSError as error:
+        raise _unwritable(cache_dir, error) from error
     try:
         files = sorted((cache_dir / DATA_DIR).glob("*.parquet"))
         index = _slab_index(files)
@@ -84,11 +96,12 @@ def write_arrays(cache_dir: Path, feature_shape: Sequence[int]) -> Path:
         staging.rename(final)
     except BaseException as error:
         shutil.rmtree(staging, ignore_errors=True)
-        # A rename that failed because another process wrote the same arrays first is no
-        # failure; an interrupt always is.
-        if not (isinstance(error, OSError) and has_arrays(cache_dir)):
-            raise
-    return final
+        # A rename refused because the folder exists is another process's arrays; an
+        # interrupt always is a failure.
+        if isinstance(error, OSError) and final.is_dir():
+            return False
+        raise
+    return True
 
 
 def _write_row_table(table: pa.Table, path: Path) -> None:
@@ -96,20 +109,25 @@ def _write_row_table(table: pa.Table, path: Path) -> None:
         writer.write_table(table)
 
 
-def _row_table_from_parquet(directory: Path) -> None:
+def _row_table_from_parquet(cache_dir: Path) -> None:
     """`rows.arrow` from the `rows.parquet` of arrays written before; it appears by rename,
     so concurrent readers and converters see it whole or not at all."""
+    directory = cache_dir / ARRAYS_DIR
+    try:
+        table = pq.read_table(directory / PARQUET_ROWS_FILE)
+    except (OSError, pa.ArrowException) as error:
+        raise _damaged(f"its {PARQUET_ROWS_FILE} cannot be read: {error}", cache_dir) \
+            from error
     staging = directory / f".{ROWS_FILE}-{uuid.uuid4().hex[:8]}"
     try:
-        _write_row_table(pq.read_table(directory / PARQUET_ROWS_FILE), staging)
+        _write_row_table(table, staging)
         os.replace(staging, directory / ROWS_FILE)
-    except OSError as error:
-        raise UserError(f"the feature cache {directory.parent} has arrays from before "
-                        f"{ROWS_FILE}, and {ROWS_FILE} cannot be written beside them ({error}); "
-                        f"run the same `ser-ray features` command once where the cache is "
-                        f"writable") from error
-    finally:
-        staging.unlink(missing_ok=True)
+    except BaseException as error:
+        with contextlib.suppress(OSError):  # on a read-only mount even this unlink fails
+            staging.unlink()
+        if isinstance(error, OSError):
+            raise _unwritable(cache_dir, error) from error
+        raise
 
 
 def _slab_index(files: Sequence[Path]) -> pa.Table:
@@ -179,9 +197,9 @@ def arrays_state(cache_dir: Path) -> ArraysState:
     """Whether a cache's arrays are complete, absent (written before caches carried them),
     written when their row table was Parquet, or damaged (the folder only appears complete,
     by rename, so anything else was altered after)."""
-    directory = cache_dir / ARRAYS_DIR
-    if (directory / SLABS_FILE).is_file() and (directory / ROWS_FILE).is_file():
+    if has_arrays(cache_dir):
         return "complete"
+    directory = cache_dir / ARRAYS_DIR
     if not directory.exists():
         return "absent"
     if (directory / SLABS_FILE).is_file() and (directory / PARQUET_ROWS_FILE).is_file():
@@ -199,10 +217,11 @@ def slab_table(cache_dir: Path) -> list[dict[str, Any]]:
     complete, saying what to do."""
     state = arrays_state(cache_dir)
     if state == "damaged":
-        raise _damaged(cache_dir)
+        raise _damaged(f"it needs {SLABS_FILE} and {ROWS_FILE}", cache_dir)
     if state != "complete":
-        found = f"it has no {ARRAYS_DIR}/" if state == "absent" else \
-            f"its {ARRAYS_DIR}/ holds {PARQUET_ROWS_FILE}, not {ROWS_FILE}"
+        found = {"absent": f"it has no {ARRAYS_DIR}/",
+                 "parquet row table": f"its {ARRAYS_DIR}/ holds {PARQUET_ROWS_FILE}, not "
+                                      f"{ROWS_FILE}"}[state]
         raise UserError(f"the feature cache {cache_dir} is older than this ser-ray's "
                         f"load-optimised arrays ({found}); run the same `ser-ray features` "
                         f"command or study again: it completes the cache without recomputing "
@@ -210,18 +229,30 @@ def slab_table(cache_dir: Path) -> list[dict[str, Any]]:
     return json.loads((cache_dir / ARRAYS_DIR / SLABS_FILE).read_text())
 
 
-def _damaged(cache_dir: Path) -> UserError:
-    return UserError(f"the feature cache {cache_dir} has an incomplete {ARRAYS_DIR}/ folder "
-                     f"(it needs {SLABS_FILE} and {ROWS_FILE}): delete that folder and "
-                     f"request the features again")
+def _damaged(why: str, cache_dir: Path | None = None) -> UserError:
+    cache = "a feature cache" if cache_dir is None else f"the feature cache {cache_dir}"
+    return UserError(f"the arrays of {cache} are damaged ({why}): delete its {ARRAYS_DIR}/ "
+                     f"folder and request the features again")
+
+
+def _unwritable(cache_dir: Path, error: OSError) -> UserError:
+    return UserError(f"the feature cache {cache_dir} needs its load-optimised arrays "
+                     f"completed, and they cannot be written there ({error}); run the same "
+                     f"`ser-ray features` command once where the cache is writable")
 
 
 def open_arrays(cache_dir: Path, feature_shape: Sequence[int]) -> CacheArrays:
-    """Raises UserError for a cache whose arrays are not complete (`slab_table`)."""
+    """Raises UserError for a cache whose arrays are not complete (`slab_table`) or whose row
+    table cannot be read."""
     directory = cache_dir / ARRAYS_DIR
     mapped = tuple(np.load(directory / slab["file"], mmap_mode="r")
                    for slab in slab_table(cache_dir))
-    rows = pa.ipc.open_file(pa.memory_map(str(directory / ROWS_FILE))).read_all()
+    try:
+        # The table's buffers keep the mapped region alive once the file is closed.
+        with pa.memory_map(str(directory / ROWS_FILE)) as source:
+            rows = pa.ipc.open_file(source).read_all()
+    except pa.ArrowInvalid as error:
+        raise _damaged(f"its {ROWS_FILE} cannot be read: {error}", cache_dir) from error
     return CacheArrays(rows, mapped, tuple(feature_shape))
 
 
@@ -300,14 +331,10 @@ def _check_places(slabs: Sequence[np.ndarray], slab: np.ndarray, slab_row: np.nd
         return
     named = slab[(slab < 0) | (slab >= len(slabs))]
     if len(named):
-        raise UserError(f"the cache's row table names slab {int(named[0])} but it has "
-                        f"{len(slabs)} slabs: the arrays are damaged; delete its arrays/ "
-                        f"folder and request the features again")
+        raise _damaged(f"the row table names slab {int(named[0])}, of {len(slabs)} slabs")
     lengths = np.array([len(array) for array in slabs])
     if slab_row.min() < 0 or (slab_row >= lengths[slab]).any():
-        raise UserError("the cache's row table places rows beyond the end of their slabs: "
-                        "the arrays are damaged; delete its arrays/ folder and request the "
-                        "features again")
+        raise _damaged("the row table places rows beyond the end of their slabs")
 
 
 def _positions(index: np.ndarray, rows: int) -> np.ndarray:

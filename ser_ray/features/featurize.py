@@ -339,12 +339,13 @@ class FeatureRequest:
     key: str
 
     def published(self) -> cache.FeatureCache | None:
-        """The complete cache of this request, if one was published already."""
+        """The complete cache of this request, if one was published already; its arrays are
+        completed (`_with_arrays`)."""
         return _with_arrays(cache.find_complete(self.cache_root, self.key))
 
     def earlier_unpublished(self, path: Path | None) -> cache.FeatureCache | None:
         """The run-private cache at `path` (an earlier run's of the same study), if it
-        answers this request."""
+        answers this request; its arrays are completed (`_with_arrays`)."""
         if path is None or not path.name.startswith(cache.UNSHARED_PREFIX) \
                 or not (path / cache.METADATA_FILE).is_file():
             return None
@@ -432,8 +433,9 @@ def build_features_here(manifest_path: Path, recipe: FeatureRecipe, cache_root: 
 
 
 def _with_arrays(found: cache.FeatureCache | None) -> cache.FeatureCache | None:
-    """A published cache, its arrays completed if it was written before they had their
-    present layout (`write_arrays` does nothing for complete ones)."""
+    """A cache found complete, its arrays completed if it was written before they had their
+    present layout (`write_arrays`: nothing is done for complete ones). Raises UserError for
+    damaged arrays, or arrays that cannot be written where the cache is."""
     if found is not None:
         write_arrays(found.path, found.metadata["feature_shape"])
     return found

@@ -69,7 +69,8 @@ def build_features(
     Raises:
         UserError: an empty manifest, an unknown device, cuda on a cluster without GPUs, a
             cache root that is not shared by every node, no utterance featurized (a broken
-            recipe, or no file readable).
+            recipe, or no file readable), a hit whose arrays are damaged or cannot be
+            completed where it is.
     """
     if device not in DEVICES:
         raise UserError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")

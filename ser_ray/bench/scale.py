@@ -61,14 +61,20 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
+# These imports are also what every measured process holds before it says it is idle: what a
+# training process imports (the loader, the training loop and its data).
+from ser_ray.corpus.manifest import write_manifest
 from ser_ray.errors import UserError
 from ser_ray.experiment import TrainConfig
 from ser_ray.features import cache
-from ser_ray.features.arrays import write_arrays
+from ser_ray.features.arrays import with_complete_arrays, write_arrays
 from ser_ray.features.featurize import feature_schema, parquet_options
 from ser_ray.features.leakage import ORIGINAL, derived_utterance_id
 from ser_ray.features.loader import ROW_ORDER, load_features
+from ser_ray.folds import FoldProtocol, check_folds, make_folds, write_folds
 from ser_ray.train.config import ModelChoice, TrainJob
+from ser_ray.train.data import feature_moments
+from ser_ray.train.loop import LockstepRun
 
 FEATURE_SHAPE = (64, 601)  # log-Mel at the papers' settings: 64 bands × 601 frames
 WAYS = ("parquet", "arrays")
@@ -115,7 +121,7 @@ def bench_scale(utterances: int, versions: Sequence[int], augmentations: Sequenc
         "memory_measure": memory_measure(),
         "cache_bytes": {"parquet": _size(feature_cache.data_dir),
                         "arrays": _size(feature_cache.path / "arrays")},
-        **_measure(one_version, feature_cache.path, trials, cold=True),
+        **_measure(one_version, feature_cache.path, trials),
         "stft_augmentation": _measure(Trial("every STFT version", tuple(versions), ("arrays",)),
                                       feature_cache.path, trials)
         if len(versions) > 1 else None,
@@ -132,10 +138,9 @@ def bench_scale(utterances: int, versions: Sequence[int], augmentations: Sequenc
     return figures
 
 
-def _measure(trial: Trial, cache_path: Path, trials: int, cold: bool = False
-             ) -> dict[str, Any]:
+def _measure(trial: Trial, cache_path: Path, trials: int) -> dict[str, Any]:
     """The figures of one trial's rows held by one process and by `trials` at once, each way
-    (and, `cold`, loaded from disk)."""
+    (and, where the former way is measured, each loaded from disk too)."""
     for way in trial.ways:  # each way's files into the page cache, as for a node's later trials
         _hold(way, cache_path, trial.versions, 1)
     single = {way: _hold(way, cache_path, trial.versions, 1) for way in trial.ways}
@@ -176,11 +181,10 @@ def _measure(trial: Trial, cache_path: Path, trials: int, cold: bool = False
             "concurrent_feature_memory_ratio_parquet": _ratio(
                 together["parquet"], single["parquet"], "feature_memory"),
         })
-        if cold:
-            cold_s = {way: _hold(way, cache_path, trial.versions, 1, cold=True)
-                      .holdings[0].seconds for way in trial.ways}
-            figures["load_s_cold"] = {way: round(seconds, 3) for way, seconds in cold_s.items()}
-            figures["load_speedup_cold"] = round(cold_s["parquet"] / cold_s["arrays"], 2)
+        cold_s = {way: _hold(way, cache_path, trial.versions, 1, cold=True)
+                  .holdings[0].seconds for way in trial.ways}
+        figures["load_s_cold"] = {way: round(seconds, 3) for way, seconds in cold_s.items()}
+        figures["load_speedup_cold"] = round(cold_s["parquet"] / cold_s["arrays"], 2)
     return figures
 
 
@@ -258,9 +262,8 @@ def synthetic_cache(cache_root: Path, utterances: int, versions: Sequence[int],
                "feature_shape": list(FEATURE_SHAPE)}
     key = "bench-" + cache.cache_key(request)
     cache_root.mkdir(parents=True, exist_ok=True)
-    found = cache.find_complete(cache_root, key)
+    found = with_complete_arrays(cache.find_complete(cache_root, key))
     if found is not None:
-        write_arrays(found.path, FEATURE_SHAPE)  # a cache written before its current layout
         return found, False
     staging = cache.staging_dir(cache_root, key)
     copies = [ORIGINAL, *augmentations]
@@ -472,9 +475,6 @@ def _confined_job(cache_path: Path, versions: Sequence[int], augmentations: Sequ
                   directory: Path) -> TrainJob:
     """A training job on the synthetic cache: a manifest of its utterances (four classes in
     turn, five sessions of two speakers), session folds, and the trial CONFINED_* names."""
-    from ser_ray.corpus.manifest import write_manifest
-    from ser_ray.folds import FoldProtocol, check_folds, make_folds, write_folds
-
     ids = load_features(cache_path, stft_versions=[versions[-1]],
                         augmentations=[ORIGINAL]).utterance_ids.astype(str)
     number = np.arange(len(ids))
@@ -537,16 +537,8 @@ def _holder_command(way: str, cache_path: Path, versions: Sequence[int]) -> list
             f"hold({way!r}, {str(cache_path)!r}, {list(versions)!r})"]
 
 
-def _import_what_training_imports() -> None:
-    """Before a measured process says it is idle: what a training process holds anyway."""
-    import ser_ray.features.loader  # noqa: F401
-    import ser_ray.train.loop  # noqa: F401
-
-
 def hold(way: str, cache_path: str, versions: list[int]) -> None:
     """Run in the measured process: load the rows the `way` asked when told, and report."""
-    _import_what_training_imports()
-
     def load() -> tuple[dict[str, Any], Any]:
         before, anonymous_before = _status_bytes("VmRSS"), _status_bytes("RssAnon")
         start = time.perf_counter()
@@ -564,9 +556,6 @@ def hold(way: str, cache_path: str, versions: list[int]) -> None:
 def train_one_epoch(job_file: str) -> None:
     """Run in the measured process: when told, build the job's data and model and train one
     epoch (its scoring included); report the seconds, training rows and feature bytes read."""
-    from ser_ray.train.loop import LockstepRun
-
-    _import_what_training_imports()
     job = TrainJob.model_validate_json(Path(job_file).read_text())
 
     def train() -> tuple[dict[str, Any], Any]:
@@ -603,8 +592,6 @@ def _parquet_rows(cache_path: Path, versions: Sequence[int]) -> np.ndarray:
 
 
 def _array_rows(cache_path: Path, versions: Sequence[int]) -> Any:
-    from ser_ray.train.data import feature_moments
-
     features = load_features(cache_path, stft_versions=list(versions)).features
     feature_moments(features, np.arange(len(features)))
     return features

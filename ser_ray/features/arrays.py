@@ -40,7 +40,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ser_ray.errors import UserError
-from ser_ray.features.cache import DATA_DIR
+from ser_ray.features.cache import DATA_DIR, FeatureCache
 
 ARRAYS_DIR = "arrays"
 ROWS_FILE = "rows.arrow"
@@ -57,8 +57,6 @@ def write_arrays(cache_dir: Path, feature_shape: Sequence[int]) -> Path:
     whose row table is Parquet only get `rows.arrow`. Raises UserError for damaged arrays, or
     arrays that cannot be written where the cache is."""
     state = arrays_state(cache_dir)
-    if state == "damaged":
-        raise _damaged(f"it needs {SLABS_FILE} and {ROWS_FILE}", cache_dir)
     if state == "parquet row table":
         _row_table_from_parquet(cache_dir)
     elif state == "absent" and not _build_arrays(cache_dir, feature_shape):
@@ -66,6 +64,14 @@ def write_arrays(cache_dir: Path, feature_shape: Sequence[int]) -> Path:
         # conversion above.
         return write_arrays(cache_dir, feature_shape)
     return cache_dir / ARRAYS_DIR
+
+
+def with_complete_arrays(found: FeatureCache | None) -> FeatureCache | None:
+    """A cache found complete, its arrays completed if it was written before they had their
+    present layout (`write_arrays`: nothing is done for complete ones)."""
+    if found is not None:
+        write_arrays(found.path, found.metadata["feature_shape"])
+    return found
 
 
 def _build_arrays(cache_dir: Path, feature_shape: Sequence[int]) -> bool:
@@ -190,13 +196,13 @@ class CacheArrays:
     feature_shape: tuple[int, ...]
 
 
-ArraysState = Literal["complete", "absent", "parquet row table", "damaged"]
+ArraysState = Literal["complete", "absent", "parquet row table"]
 
 
 def arrays_state(cache_dir: Path) -> ArraysState:
-    """Whether a cache's arrays are complete, absent (written before caches carried them),
-    written when their row table was Parquet, or damaged (the folder only appears complete,
-    by rename, so anything else was altered after)."""
+    """Whether a cache's arrays are complete, absent (written before caches carried them), or
+    written when their row table was Parquet. Raises UserError for damaged arrays (the folder
+    only appears complete, by rename, so anything else was altered after)."""
     if has_arrays(cache_dir):
         return "complete"
     directory = cache_dir / ARRAYS_DIR
@@ -205,7 +211,9 @@ def arrays_state(cache_dir: Path) -> ArraysState:
     if (directory / SLABS_FILE).is_file() and (directory / PARQUET_ROWS_FILE).is_file():
         return "parquet row table"
     # The folder may have been renamed into place since it was found missing above.
-    return "complete" if has_arrays(cache_dir) else "damaged"
+    if has_arrays(cache_dir):
+        return "complete"
+    raise _damaged(f"it needs {SLABS_FILE} and {ROWS_FILE}", cache_dir)
 
 
 def has_arrays(cache_dir: Path) -> bool:
@@ -216,8 +224,6 @@ def slab_table(cache_dir: Path) -> list[dict[str, Any]]:
     """The slabs of a cache (slabs.json). Raises UserError for a cache whose arrays are not
     complete, saying what to do."""
     state = arrays_state(cache_dir)
-    if state == "damaged":
-        raise _damaged(f"it needs {SLABS_FILE} and {ROWS_FILE}", cache_dir)
     if state != "complete":
         found = {"absent": f"it has no {ARRAYS_DIR}/",
                  "parquet row table": f"its {ARRAYS_DIR}/ holds {PARQUET_ROWS_FILE}, not "

@@ -41,7 +41,7 @@ import torch
 from ser_ray.corpus.manifest import read_manifest
 from ser_ray.errors import UserError
 from ser_ray.features import cache
-from ser_ray.features.arrays import write_arrays
+from ser_ray.features.arrays import with_complete_arrays, write_arrays
 from ser_ray.features.audio import BadAudio, load_waveform
 from ser_ray.features.augment import AugmentationSpec, apply_augmentation
 from ser_ray.features.leakage import ORIGINAL, derived_utterance_id
@@ -340,17 +340,17 @@ class FeatureRequest:
 
     def published(self) -> cache.FeatureCache | None:
         """The complete cache of this request, if one was published already; its arrays are
-        completed (`_with_arrays`)."""
-        return _with_arrays(cache.find_complete(self.cache_root, self.key))
+        completed (`with_complete_arrays`)."""
+        return with_complete_arrays(cache.find_complete(self.cache_root, self.key))
 
     def earlier_unpublished(self, path: Path | None) -> cache.FeatureCache | None:
         """The run-private cache at `path` (an earlier run's of the same study), if it
-        answers this request; its arrays are completed (`_with_arrays`)."""
+        answers this request; its arrays are completed (`with_complete_arrays`)."""
         if path is None or not path.name.startswith(cache.UNSHARED_PREFIX) \
                 or not (path / cache.METADATA_FILE).is_file():
             return None
         found = cache.open_cache(path)
-        return _with_arrays(found) if found.metadata.get("key") == self.key else None
+        return with_complete_arrays(found) if found.metadata.get("key") == self.key else None
 
     def stage(self, device: Device = "cpu", batch_size: int = 8) -> tuple[Path, Featurizer]:
         """A fresh staging directory and the featurizer that fills it (staging also clears
@@ -430,15 +430,6 @@ def build_features_here(manifest_path: Path, recipe: FeatureRecipe, cache_root: 
     staging, featurizer = wanted.stage(batch_size=batch_size)
     outcome = featurizer(wanted.manifest.loc[:, ["utterance_id", "path", "label"]])
     return wanted.publish(staging, gather_outcome([outcome])), False
-
-
-def _with_arrays(found: cache.FeatureCache | None) -> cache.FeatureCache | None:
-    """A cache found complete, its arrays completed if it was written before they had their
-    present layout (`write_arrays`: nothing is done for complete ones). Raises UserError for
-    damaged arrays, or arrays that cannot be written where the cache is."""
-    if found is not None:
-        write_arrays(found.path, found.metadata["feature_shape"])
-    return found
 
 
 def _refuse_parts_out_of_sight(outcome: Outcome, staging: Path) -> None:
